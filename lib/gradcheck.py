@@ -1,0 +1,312 @@
+"""A careful finite-difference gradient checker.
+
+The checker compares an analytical gradient (your `backward`) with a numerical
+one: the central-difference slope of the scalar loss
+
+    L(x) = sum(forward(x) * grad_output)
+
+whose gradient is exactly the vector-Jacobian product `backward` must return.
+
+Three choices make it trustworthy in float32, where fixed-step checkers fail:
+
+1. The step is relative and dtype-aware: h_i = cbrt(machine eps) * max(1, |x_i|),
+   which balances truncation error (~h^2) against rounding error (~eps/h).
+2. It divides by the *realised* step, x_i+ - x_i- as actually stored in x's
+   dtype (exact in float64), not the nominal 2h. In float32, x = -0.5 and
+   h = 1e-5 store values 2.0027e-5 apart: dividing by 2e-5 is 0.14 % off,
+   which alone fails an rtol=1e-3 check.
+3. It subtracts the two outputs element by element (in float64) before
+   reducing with grad_output, so the sum never adds large equal terms whose
+   difference it then needs.
+
+The caller's `x` is never touched: the checker perturbs a private copy and
+restores each element in a `finally` block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lib import _checks
+
+#: How many failing elements a failure message lists before it stops.
+MAX_REPORTED_ELEMENTS = 5
+
+
+@dataclass(frozen=True)
+class GradCheckResult:
+    """Everything a check measured, element by element (arrays have x's shape).
+
+    Attributes:
+        passed: every element met the pass rule.
+        dtype: name of x's dtype, e.g. "float32".
+        analytical: backward(grad_output, x) as float64.
+        numerical: central-difference gradient, float64.
+        tolerance: atol + rtol * max(|analytical|, |numerical|) per element.
+        step: the realised width x+ - x- of each central difference (the
+            nominal 2*eps when `divide_by == "nominal"`).
+        rtol, atol: the tolerances used.
+        divide_by: "realised" (this checker) or "nominal" (the original).
+        forward_calls: how many times forward was called.
+        input_mutated: forward or backward changed the array it was given.
+    """
+
+    passed: bool
+    dtype: str
+    analytical: np.ndarray
+    numerical: np.ndarray
+    tolerance: np.ndarray
+    step: np.ndarray
+    rtol: float
+    atol: float
+    divide_by: str = "realised"
+    forward_calls: int = 0
+    input_mutated: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def difference(self) -> np.ndarray:
+        """analytical - numerical, float64."""
+        return self.analytical - self.numerical
+
+    @property
+    def error_ratio(self) -> np.ndarray:
+        """|analytical - numerical| / tolerance; an element passes when <= 1."""
+        diff = np.abs(self.difference)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = diff / self.tolerance
+        # 0/0 (both gradients exactly 0 with atol=0) is a pass, not NaN.
+        ratio[(diff == 0) & (self.tolerance == 0)] = 0.0
+        ratio[np.isnan(ratio)] = np.inf
+        return ratio
+
+    @property
+    def max_error_ratio(self) -> float:
+        return float(np.max(self.error_ratio)) if self.error_ratio.size else 0.0
+
+    @property
+    def worst_index(self) -> int:
+        """Flat index of the element with the largest error ratio."""
+        return int(np.argmax(self.error_ratio)) if self.error_ratio.size else 0
+
+    @property
+    def failing_indices(self) -> np.ndarray:
+        """Flat indices of the failing elements, ascending."""
+        return np.flatnonzero(~(self.error_ratio <= 1.0))
+
+    @property
+    def first_failing_index(self) -> int | None:
+        failing = self.failing_indices
+        return int(failing[0]) if failing.size else None
+
+    def summary(self) -> str:
+        """One line: PASS/FAIL, worst error ratio and where."""
+        verdict = "PASS" if self.passed else "FAIL"
+        n_fail, n = self.failing_indices.size, self.analytical.size
+        return (
+            f"{verdict}: {n - n_fail}/{n} elements within tolerance, "
+            f"max error/tolerance {self.max_error_ratio:.4g} at index {self.worst_index}"
+        )
+
+    def report(self, max_rows: int = MAX_REPORTED_ELEMENTS) -> str:
+        """A failure report in the layout of numpy's assert_allclose."""
+        failing = self.failing_indices
+        n = self.analytical.size
+        first = int(failing[0]) if failing.size else self.worst_index
+        if failing.size:
+            head = f"Gradient check failed for {self.dtype}: gradient mismatch at index {first}"
+        elif not self.passed:
+            head = f"Gradient check failed for {self.dtype}: the input array was modified"
+        else:
+            head = f"Gradient check passed for {self.dtype}"
+        lines = [
+            head,
+            f"{'Within' if self.passed else 'Not within'} tolerance rtol={self.rtol:g}, atol={self.atol:g} "
+            "(pass rule: |a - n| <= atol + rtol * max(|a|, |n|))",
+            f"Mismatched elements: {failing.size} / {n} ({100.0 * failing.size / max(n, 1):.1f}%)",
+            f"Max error/tolerance: {self.max_error_ratio:.4g} at index {self.worst_index}",
+            f"Numerical gradient divided by the {self.divide_by} step",
+        ]
+        rows = failing[:max_rows] if failing.size else np.array([self.worst_index])
+        lines.append(format_element_table(self, rows))
+        if failing.size > max_rows:
+            lines.append(f"  ... and {failing.size - max_rows} more failing elements")
+        if self.input_mutated:
+            lines.append("Warning: forward or backward modified the array it was given.")
+        lines.extend(self.notes)
+        return "\n".join(lines)
+
+
+def format_element_table(result: GradCheckResult, flat_indices) -> str:
+    """Aligned rows of analytical, numerical, difference, tolerance, step."""
+    shape = result.analytical.shape
+    header = (
+        f"{'index':>10} {'analytical':>14} {'numerical':>14} {'difference':>12} "
+        f"{'tolerance':>11} {'step':>11} {'err/tol':>8}"
+    )
+    rows = [header]
+    a, n = result.analytical.ravel(), result.numerical.ravel()
+    tol, step, ratio = result.tolerance.ravel(), result.step.ravel(), result.error_ratio.ravel()
+    for i in np.asarray(flat_indices, dtype=int):
+        where = f"[{i}]" if len(shape) <= 1 else str(np.unravel_index(i, shape))
+        rows.append(
+            f"{where:>10} {a[i]:>14.8g} {n[i]:>14.8g} {a[i] - n[i]:>12.4e} "
+            f"{tol[i]:>11.4e} {step[i]:>11.4e} {ratio[i]:>8.3g}"
+        )
+    return "\n".join(rows)
+
+
+class GradientCheckError(AssertionError):
+    """Raised by a failing check; `.result` holds the full GradCheckResult."""
+
+    def __init__(self, result: GradCheckResult, message: str | None = None):
+        super().__init__(message if message is not None else result.report())
+        self.result = result
+
+
+def default_step(x: np.ndarray) -> np.ndarray:
+    """The dtype-aware half-step cbrt(eps_dtype) * max(1, |x|), float64, x's shape."""
+    scale = np.cbrt(np.finfo(x.dtype).eps)
+    return scale * np.maximum(1.0, np.abs(x.astype(np.float64)))
+
+
+def _call_forward(forward, x: np.ndarray, expected_shape=None) -> np.ndarray:
+    # Copy to float64 at once: a forward that returns a view of its input would
+    # otherwise change under us when the next element is perturbed.
+    out = np.array(forward(x), dtype=np.float64)
+    if expected_shape is not None and out.shape != expected_shape:
+        raise ValueError(
+            f"forward returned shape {out.shape} on a perturbed input but {expected_shape} on x"
+        )
+    if not np.all(np.isfinite(out)):
+        raise ValueError("forward(x) returned non-finite values (inf or NaN); the check needs finite outputs")
+    return out
+
+
+def _validated_inputs(forward, x, grad_output):
+    x = _checks.float_array(x, "x")
+    work = np.array(x, copy=True)
+    out = _call_forward(forward, work)
+    grad_output = np.asarray(grad_output)
+    if grad_output.shape != out.shape:
+        raise ValueError(
+            f"grad_output must have the shape of forward(x), {out.shape}; got {grad_output.shape}"
+        )
+    if not np.issubdtype(grad_output.dtype, np.number) or np.iscomplexobj(grad_output):
+        raise TypeError(f"grad_output must be a real numeric array; got dtype {grad_output.dtype}")
+    if not np.all(np.isfinite(grad_output)):
+        raise ValueError("grad_output must be finite")
+    return x, work, out.shape, grad_output.astype(np.float64)
+
+
+def _central_differences(forward, x, work, out_shape, grad64, eps):
+    """Core loop. Returns (numerical, realised step, forward calls); never changes x."""
+    half = default_step(x) if eps is None else np.full(x.shape, _checks.positive_step(eps))
+    dtype = x.dtype.type
+    flat_work, flat_half = work.reshape(-1), half.reshape(-1)
+    g = grad64.reshape(-1)
+    numerical = np.empty(x.size, dtype=np.float64)
+    step = np.empty(x.size, dtype=np.float64)
+    calls = 0
+    for i in range(x.size):
+        original = flat_work[i]
+        plus = dtype(float(original) + flat_half[i])
+        minus = dtype(float(original) - flat_half[i])
+        width = float(plus) - float(minus)  # exact: both are values of x's dtype
+        if width == 0.0:
+            raise ValueError(
+                f"eps={flat_half[i]:g} is too small for {x.dtype} at index {i} "
+                f"(x={float(original):g}): x+eps and x-eps round to the same value; "
+                f"use eps >= {float(np.spacing(np.abs(original))):.3g}"
+            )
+        try:
+            flat_work[i] = plus
+            out_plus = _call_forward(forward, work, out_shape)
+            flat_work[i] = minus
+            out_minus = _call_forward(forward, work, out_shape)
+            calls += 2
+        finally:
+            flat_work[i] = original
+        numerical[i] = np.dot((out_plus - out_minus).reshape(-1), g) / width
+        step[i] = width
+    return numerical.reshape(x.shape), step.reshape(x.shape), calls
+
+
+def numerical_gradient(forward, x, grad_output, eps=None) -> np.ndarray:
+    """Central-difference gradient of sum(forward(x) * grad_output), float64, x's shape.
+
+    Args:
+        forward: callable, forward(x) -> array; must be deterministic.
+        x: floating array (float16/32/64); never modified.
+        grad_output: array of forward(x)'s shape (the upstream gradient).
+        eps: half-step. None picks cbrt(eps_dtype) * max(1, |x_i|); a number is
+            used as given for every element.
+    """
+    x, work, out_shape, grad64 = _validated_inputs(forward, x, grad_output)
+    numerical, _, _ = _central_differences(forward, x, work, out_shape, grad64, eps)
+    return numerical
+
+
+def tolerance_for(analytical, numerical, rtol: float, atol: float) -> np.ndarray:
+    """atol + rtol * max(|a|, |n|): the original checker's per-element pass band."""
+    return atol + rtol * np.maximum(np.abs(analytical), np.abs(numerical))
+
+
+def build_result(analytical, numerical, step, *, dtype, rtol, atol, divide_by="realised",
+                 forward_calls=0, input_mutated=False) -> GradCheckResult:
+    """Assemble a GradCheckResult from measured arrays (used by every checker here)."""
+    analytical = np.asarray(analytical, dtype=np.float64)
+    numerical = np.asarray(numerical, dtype=np.float64)
+    tolerance = tolerance_for(analytical, numerical, rtol, atol)
+    with np.errstate(invalid="ignore"):
+        within = np.abs(analytical - numerical) <= tolerance
+    return GradCheckResult(
+        passed=bool(np.all(within)) and not input_mutated,
+        dtype=str(np.dtype(dtype)),
+        analytical=analytical,
+        numerical=numerical,
+        tolerance=tolerance,
+        step=np.asarray(step, dtype=np.float64),
+        rtol=float(rtol),
+        atol=float(atol),
+        divide_by=divide_by,
+        forward_calls=forward_calls,
+        input_mutated=input_mutated,
+    )
+
+
+def check_gradient(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, eps=None,
+                   raise_on_failure=True) -> GradCheckResult:
+    """Check backward against central differences of forward.
+
+    Args:
+        forward: forward(x) -> y, any output shape; must be deterministic.
+        backward: backward(grad_output, x) -> grad_x of x's shape.
+        x: floating array (float16/32/64), never modified.
+        grad_output: array of y's shape; the loss is sum(y * grad_output).
+        rtol, atol: an element passes when |a - n| <= atol + rtol * max(|a|, |n|).
+        eps: half-step; None picks a dtype-aware relative step.
+        raise_on_failure: raise GradientCheckError (with `.result`) on failure.
+
+    Returns:
+        GradCheckResult with per-element analytical, numerical, tolerance, step.
+    """
+    rtol = _checks.non_negative(rtol, "rtol")
+    atol = _checks.non_negative(atol, "atol")
+    if eps is not None:
+        _checks.positive_step(eps)
+    x, work, out_shape, grad64 = _validated_inputs(forward, x, grad_output)
+
+    analytical = np.asarray(backward(np.asarray(grad_output).copy(), work))
+    if analytical.shape != x.shape:
+        raise ValueError(f"backward must return an array of x's shape {x.shape}; got {analytical.shape}")
+    numerical, step, calls = _central_differences(forward, x, work, out_shape, grad64, eps)
+    mutated = not np.array_equal(work, x, equal_nan=True)
+
+    result = build_result(analytical, numerical, step, dtype=x.dtype, rtol=rtol, atol=atol,
+                          forward_calls=calls + 1, input_mutated=mutated)
+    if not result.passed and raise_on_failure:
+        raise GradientCheckError(result)
+    return result
