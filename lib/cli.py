@@ -1,0 +1,173 @@
+"""Command line: `python -m lib diagnose` and `python -m lib run`."""
+
+from __future__ import annotations
+
+import argparse
+import html
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from lib import replica, workbook
+
+
+def _add_diagnose(commands) -> None:
+    o = replica.ORIGINAL
+    parser = commands.add_parser(
+        "diagnose", help="print every number of one run of the original test (the plan's step 1)",
+        description="Run the replica of the original dropout gradient test and print the input, the masks "
+                    "of several forward calls, the outputs and, per element, analytical and numerical "
+                    "gradients with the nominal and realised step. Exit code 1 when the check fails.")
+    parser.add_argument("--dtype", default=o["dtype"], choices=replica.SWITCHES["dtype"], help="input dtype")
+    parser.add_argument("--p", type=float, default=o["p"], help="drop probability in [0, 1) (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=o["seed"],
+                        help="dropout seed; 0 means 'do not seed', as in the original (default %(default)s)")
+    parser.add_argument("--eps", type=float, default=o["eps"], help="finite-difference step (default %(default)s)")
+    parser.add_argument("--values", type=float, nargs="+", default=list(o["values"]), metavar="X",
+                        help="input values (default: the original five)")
+    parser.add_argument("--rtol", type=float, default=o["rtol"], help="relative tolerance (default %(default)s)")
+    parser.add_argument("--atol", type=float, default=o["atol"], help="absolute tolerance (default %(default)s)")
+    for switch in ("rng", "forward", "backward_mask", "divide_by"):
+        choices = replica.SWITCHES[switch]
+        parser.add_argument(f"--{switch.replace('_', '-')}", dest=switch, default=choices[0], choices=choices,
+                            help=f"replica switch (original: {choices[0]})")
+    parser.add_argument("--leak-input", action="store_true",
+                        help="emulate a checker that does not restore its perturbations")
+    parser.add_argument("--calls", type=int, default=4, help="forward-call masks to print (default %(default)s)")
+
+
+def _add_run(commands) -> None:
+    parser = commands.add_parser(
+        "run", help="run the whole workbook headless with papermill",
+        description="Execute the numbered notebooks in order into an output folder and print a summary "
+                    "with each notebook's verdict. Sources are never overwritten (except with "
+                    "--update-sources, which refreshes their stored outputs).")
+    parser.add_argument("notebooks", nargs="*", metavar="N",
+                        help="notebook numbers or ranges (e.g. 3 6-8); default: all")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="set parameter NAME in every selected notebook that declares it")
+    parser.add_argument("--output", type=Path, default=Path("build"), help="folder for executed copies "
+                        "(default %(default)s)")
+    parser.add_argument("--html", action="store_true", help="also export HTML and an index.html report")
+    parser.add_argument("--update-sources", action="store_true",
+                        help="re-execute with defaults and store the outputs in the source notebooks")
+    parser.add_argument("--jobs", type=int, default=1, help="notebooks run at once (default %(default)s)")
+    parser.add_argument("--list", action="store_true", help="list notebooks and their parameters, run nothing")
+    parser.add_argument("--notebook-dir", type=Path, default=workbook.NOTEBOOK_DIR, help=argparse.SUPPRESS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lib",
+        description="Investigation workbook for a failing dropout gradient check.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_diagnose(commands)
+    _add_run(commands)
+    return parser
+
+
+def _diagnose(args) -> int:
+    from lib.printout import print_diagnostic
+
+    switches = {name: getattr(args, name) for name in
+                ("dtype", "p", "seed", "eps", "rtol", "atol", "rng", "forward", "backward_mask", "divide_by")}
+    switches["values"] = tuple(args.values)
+    switches["restore_input"] = not args.leak_input
+    if args.calls < 1:
+        raise ValueError(f"--calls must be an integer >= 1; got {args.calls}")
+    return print_diagnostic(calls=args.calls, **switches)
+
+
+def _list(selected) -> int:
+    for path in selected:
+        params = workbook.declared_parameters(path)
+        described = ", ".join(f"{n}={info['default']}" for n, info in params.items())
+        print(f"{path.name:<40} {described}")
+    return 0
+
+
+def _summary(runs, total: float) -> str:
+    name_width = max(len(r.source.stem) for r in runs)
+    lines = [f"{'notebook':<{name_width}}  {'status':<6}  {'time':>6}  verdict"]
+    for r in runs:
+        verdict = r.verdict if len(r.verdict) <= 100 else r.verdict[:97] + "..."
+        lines.append(f"{r.source.stem:<{name_width}}  {r.status:<6}  {r.seconds:>5.1f}s  {verdict}")
+    failed = sum(r.status != "ok" for r in runs)
+    lines.append(f"notebooks: {len(runs) - failed} ok, {failed} failed, {total:.1f} s")
+    return "\n".join(lines)
+
+
+def write_index(runs, output: Path, parameters: list) -> Path:
+    """index.html: the summary table linking each notebook's HTML export."""
+    rows = "\n".join(
+        f"<tr><td><a href='{html.escape(r.output.with_suffix('.html').name)}'>{html.escape(r.source.stem)}</a>"
+        f"</td><td>{html.escape(r.status)}</td><td>{r.seconds:.1f} s</td><td>{html.escape(r.verdict)}</td></tr>"
+        for r in runs)
+    params = ", ".join(f"{html.escape(n)}={html.escape(v)}" for n, v in parameters) or "defaults"
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Dropout gradient check: workbook report</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:4px 10px;text-align:left;
+border-bottom:1px solid #ddd}}</style></head>
+<body><h1>Dropout gradient check: workbook report</h1><p>Parameters: {params}</p>
+<table><tr><th>notebook</th><th>status</th><th>time</th><th>verdict</th></tr>
+{rows}
+</table></body></html>
+"""
+    target = output / "index.html"
+    target.write_text(page, encoding="utf-8")
+    return target
+
+
+def _run(args) -> int:
+    notebooks = workbook.discover(args.notebook_dir)
+    selected = workbook.select(notebooks, args.notebooks)
+    if args.list:
+        return _list(selected)
+    if args.jobs < 1:
+        raise workbook.WorkbookError(f"--jobs must be an integer >= 1; got {args.jobs}")
+    if args.update_sources and args.parameter:
+        raise workbook.WorkbookError("--update-sources stores default outputs; it cannot be combined with -p")
+    workbook.check_output_folder(args.output, args.notebook_dir)
+    parameters = workbook.resolve_parameters(selected, [tuple(p) for p in args.parameter])
+    output = args.output / "update" if args.update_sources else args.output
+
+    start = time.perf_counter()
+    total = len(selected)
+    print(f"Running {total} notebook(s) into {output}/ ...", flush=True)
+    runs = []
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(workbook.execute, path, output / path.name, parameters[path]) for path in selected]
+        for number, future in enumerate(futures, start=1):
+            run = future.result()
+            runs.append(run)
+            word = run.verdict.split(" - ")[0]
+            print(f"[{number:>2}/{total}] {run.source.name:<40} {run.status:<6} {run.seconds:5.1f} s  {word}",
+                  flush=True)
+            if run.error:
+                print(f"        {run.error}", flush=True)
+    if args.html:
+        for run in runs:
+            if run.output.exists():
+                workbook.export_html(run)
+        print(f"HTML report: {write_index(runs, output, args.parameter)}")
+    if args.update_sources:
+        for run in runs:
+            if run.status == "ok":
+                workbook.update_source(run)
+        print("Stored outputs refreshed in: " + ", ".join(r.source.name for r in runs if r.status == "ok"))
+    print()
+    print(_summary(runs, time.perf_counter() - start))
+    failed = [r for r in runs if r.status != "ok"]
+    for run in failed:
+        print(f"FAILED {run.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _diagnose(args) if args.command == "diagnose" else _run(args)
+    except (workbook.WorkbookError, ValueError, TypeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

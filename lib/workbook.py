@@ -1,0 +1,240 @@
+"""Run the workbook headless: every numbered notebook, in order, with papermill.
+
+Executed copies go to an output folder (default `build/`), never over the
+source notebooks. `-p NAME VALUE` reaches every selected notebook that
+declares NAME in its `parameters` cell; a NAME no selected notebook declares
+is refused (papermill itself would only log a warning and run the default).
+The summary table reads each verdict back from the executed notebook's cell
+tagged `verdict`.
+
+`update_sources=True` re-executes the sources with their defaults and writes
+them back with clean metadata (no papermill timestamps or durations, execution
+counts kept), only after a successful run, by atomic replacement.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lib.verdict import parse_verdict
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOK_NAME = re.compile(r"^(\d{2})_[\w-]+\.ipynb$")
+KERNEL_NAME = "python3"
+
+
+class WorkbookError(Exception):
+    """A usage error: bad selection, unknown or invalid parameter, bad output folder."""
+
+
+# Shared parameter names and what each accepts, checked before any kernel starts.
+def _dtype(value):
+    if value not in ("float16", "float32", "float64"):
+        raise ValueError("accepted: float16, float32, float64")
+    return value
+
+
+def _probability(value):
+    value = float(value)
+    if math.isnan(value) or not 0.0 <= value < 1.0:
+        raise ValueError("accepted: a number in [0, 1)")
+    return value
+
+
+def _non_negative_int(value):
+    value = int(value)
+    if value < 0:
+        raise ValueError("accepted: an integer >= 0")
+    return value
+
+
+def _positive_int(value):
+    value = int(value)
+    if value < 1:
+        raise ValueError("accepted: an integer >= 1")
+    return value
+
+
+def _positive_float(value):
+    value = float(value)
+    if not (value > 0.0 and math.isfinite(value)):
+        raise ValueError("accepted: a finite number > 0")
+    return value
+
+
+PARAMETER_RULES = {
+    "dtype": _dtype,
+    "p": _probability,
+    "seed": _non_negative_int,
+    "eps": _positive_float,
+    "size": _positive_int,
+    "n_calls": _positive_int,
+}
+
+_CONVERTERS = {"int": int, "float": float, "str": str,
+               "bool": lambda v: {"true": True, "false": False}[str(v).lower()]}
+
+
+def discover(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The numbered notebooks (NN_name.ipynb) in reading order."""
+    if not notebook_dir.is_dir():
+        raise WorkbookError(f"notebook folder not found: {notebook_dir}")
+    return sorted(p for p in notebook_dir.iterdir() if NOTEBOOK_NAME.match(p.name))
+
+
+def select(notebooks: list[Path], wanted: list[str]) -> list[Path]:
+    """Pick notebooks by number: '3', '03', or a range '3-5'. No selection means all."""
+    if not wanted:
+        return notebooks
+    by_number = {int(NOTEBOOK_NAME.match(p.name).group(1)): p for p in notebooks}
+    chosen: list[int] = []
+    for item in wanted:
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", item.strip())
+        if not match:
+            raise WorkbookError(f"notebook selection must be a number or a range like 3-5; got {item!r}")
+        low, high = int(match.group(1)), int(match.group(2) or match.group(1))
+        numbers = [n for n in range(low, high + 1) if n in by_number]
+        if not numbers:
+            raise WorkbookError(f"no notebook numbered {item}; available: {', '.join(map(str, by_number))}")
+        chosen.extend(n for n in numbers if n not in chosen)
+    return [by_number[n] for n in sorted(chosen)]
+
+
+def declared_parameters(path: Path) -> dict[str, dict]:
+    """Name -> {'type', 'default', 'help'} from the notebook's `parameters` cell."""
+    import papermill
+
+    return {name: dict(info) for name, info in papermill.inspect_notebook(str(path)).items()}
+
+
+def resolve_parameters(notebooks: list[Path], overrides: list[tuple[str, str]]) -> dict[Path, dict]:
+    """Convert and validate `-p NAME VALUE` pairs; return the parameters for each notebook."""
+    declared = {path: declared_parameters(path) for path in notebooks}
+    valid = sorted({name for params in declared.values() for name in params})
+    per_notebook: dict[Path, dict] = {path: {} for path in notebooks}
+    for name, raw in overrides:
+        if name not in valid:
+            raise WorkbookError(
+                f"parameter {name!r} is not declared by any selected notebook; valid names: {', '.join(valid)}")
+        for path, params in declared.items():
+            if name not in params:
+                continue
+            type_name = (params[name].get("inferred_type_name") or "str").lower()
+            try:
+                value = _CONVERTERS.get(type_name, str)(raw)
+                if name in PARAMETER_RULES:
+                    value = PARAMETER_RULES[name](value)
+            except (ValueError, KeyError) as error:
+                detail = str(error) if name in PARAMETER_RULES else f"accepted: a {type_name}"
+                raise WorkbookError(f"parameter {name}={raw!r} is not valid ({detail})") from None
+            per_notebook[path][name] = value
+    return per_notebook
+
+
+@dataclass
+class NotebookRun:
+    """The outcome of one executed notebook."""
+
+    source: Path
+    output: Path
+    status: str  # "ok" or "failed"
+    seconds: float
+    verdict: str = "-"
+    error: str = ""
+
+
+def read_verdict(notebook) -> str:
+    """The `Verdict: WORD - reason` printed by the cell tagged `verdict`, or '-'."""
+    for cell in notebook.cells:
+        if cell.cell_type != "code" or "verdict" not in cell.get("metadata", {}).get("tags", []):
+            continue
+        text = "".join(out.get("text", "") for out in cell.get("outputs", []) if out.get("output_type") == "stream")
+        found = parse_verdict(text)
+        if found:
+            return f"{found.word} - {found.reason}"
+    return "-"
+
+
+def strip_run_metadata(notebook):
+    """Remove what changes on every run (papermill timings, execution timestamps)."""
+    notebook = copy.deepcopy(notebook)
+    notebook.metadata.pop("papermill", None)
+    notebook.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python",
+                                       "name": KERNEL_NAME}
+    for cell in notebook.cells:
+        for key in ("papermill", "execution", "ExecuteTime"):
+            cell.metadata.pop(key, None)
+        tags = [t for t in cell.metadata.get("tags", []) if t != "injected-parameters"]
+        if "tags" in cell.metadata:
+            cell.metadata["tags"] = tags
+    return notebook
+
+
+def _kernel_environment() -> None:
+    # A backend forced for headless runs (MPLBACKEND=Agg) would make the kernel
+    # drop every figure, so executed notebooks would lack their plots.
+    os.environ.pop("MPLBACKEND", None)
+
+
+def execute(source: Path, output: Path, parameters: dict) -> NotebookRun:
+    """Execute one notebook into `output` in the source's folder; never raises on cell errors."""
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    _kernel_environment()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    status, error = "ok", ""
+    try:
+        papermill.execute_notebook(str(source), str(output), parameters=parameters, cwd=str(source.parent),
+                                   kernel_name=KERNEL_NAME, progress_bar=False, log_output=False)
+    except PapermillExecutionError as failure:
+        status = "failed"
+        error = (f"{source.name}: cell {failure.cell_index} (execution count {failure.exec_count}) "
+                 f"raised {failure.ename}: {failure.evalue}")
+    seconds = time.perf_counter() - start
+    verdict = "-"
+    if output.exists():
+        verdict = read_verdict(nbformat.read(str(output), as_version=4))
+    return NotebookRun(source, output, status, seconds, verdict, error)
+
+
+def export_html(run: NotebookRun) -> Path:
+    """Write run.output as self-contained HTML (figures embedded as data URIs)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(run.output), as_version=4))
+    target = run.output.with_suffix(".html")
+    target.write_text(body, encoding="utf-8")
+    return target
+
+
+def update_source(run: NotebookRun) -> None:
+    """Write an executed notebook back over its source with clean metadata (atomic)."""
+    import nbformat
+
+    clean = strip_run_metadata(nbformat.read(str(run.output), as_version=4))
+    handle, temporary = tempfile.mkstemp(suffix=".ipynb", dir=run.source.parent)
+    os.close(handle)
+    try:
+        nbformat.write(clean, temporary)
+        os.replace(temporary, run.source)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def check_output_folder(output_dir: Path, notebook_dir: Path) -> None:
+    if output_dir.resolve() == notebook_dir.resolve():
+        raise WorkbookError(
+            f"--output must not be the notebook folder {notebook_dir} (executed copies never overwrite sources; "
+            "use --update-sources to refresh stored outputs)")
