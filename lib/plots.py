@@ -69,7 +69,7 @@ def plot_mask_agreement(ax, masks, reference, *, title: str | None = None) -> fl
     ax.grid(False)
     ax.set(xlabel="element index", ylabel="forward call number",
            title=title or f"Mask agreement with the backward's mask: {rate:.0%} of calls")
-    n_calls, n_elements = codes.shape
+    n_elements = codes.shape[1]
     if n_elements <= 20:
         ax.set_xticks(range(n_elements))
     handles = [mpl.patches.Patch(color=c, label=lab) for c, lab in
