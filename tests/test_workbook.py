@@ -1,0 +1,163 @@
+"""The headless runner: selection, parameters, failures, stored-output hygiene."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from lib import workbook
+from lib.cli import main
+
+
+def _notebook(path: Path, parameters: str, body: str, verdict: str | None = None) -> Path:
+    cells = [new_markdown_cell("# test notebook")]
+    params = new_code_cell(parameters)
+    params.metadata["tags"] = ["parameters"]
+    cells += [params, new_code_cell(body)]
+    if verdict is not None:
+        cell = new_code_cell(verdict)
+        cell.metadata["tags"] = ["verdict"]
+        cells.append(cell)
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nbformat.write(nb, str(path))
+    return path
+
+
+@pytest.fixture
+def tiny_workbook(tmp_path):
+    """Two small notebooks: one passes with a verdict, one fails when `boom` is set."""
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    _notebook(folder / "01_first.ipynb", 'seed: int = 42  # RNG seed\np: float = 0.3  # drop probability',
+              "value = seed * 2\nprint(value)",
+              "from lib.verdict import Verdict\nVerdict('REFUTED' if seed == 42 else 'CONFIRMED', "
+              "f'seed was {seed}').show()")
+    _notebook(folder / "02_second.ipynb", "boom: bool = False  # raise on purpose\nseed: int = 1  # RNG seed",
+              "if boom:\n    raise RuntimeError('planted failure')\nprint('fine')")
+    (folder / "notes.ipynb").write_text("{}")  # not numbered: ignored
+    return folder
+
+
+def test_discover_takes_numbered_notebooks_in_order(tiny_workbook):
+    assert [p.name for p in workbook.discover(tiny_workbook)] == ["01_first.ipynb", "02_second.ipynb"]
+
+
+@pytest.mark.parametrize(("wanted", "expected"), [([], [1, 2]), (["2"], [2]), (["01"], [1]), (["1-2"], [1, 2])])
+def test_select_by_number_and_range(tiny_workbook, wanted, expected):
+    chosen = workbook.select(workbook.discover(tiny_workbook), wanted)
+    assert [int(p.name[:2]) for p in chosen] == expected
+
+
+@pytest.mark.parametrize("wanted", [["7"], ["x"], ["3-4"]])
+def test_select_refuses_unknown_numbers(tiny_workbook, wanted):
+    with pytest.raises(workbook.WorkbookError, match="notebook"):
+        workbook.select(workbook.discover(tiny_workbook), wanted)
+
+
+def test_parameters_reach_every_notebook_that_declares_them(tiny_workbook):
+    books = workbook.discover(tiny_workbook)
+    resolved = workbook.resolve_parameters(books, [("seed", "7"), ("p", "0.5")])
+    assert resolved[books[0]] == {"seed": 7, "p": 0.5}
+    assert resolved[books[1]] == {"seed": 7}
+
+
+def test_unknown_parameter_is_refused_with_the_valid_names(tiny_workbook):
+    books = workbook.discover(tiny_workbook)
+    with pytest.raises(workbook.WorkbookError, match=r"'dtyp'.*valid names: boom, p, seed"):
+        workbook.resolve_parameters(books, [("dtyp", "float64")])
+
+
+@pytest.mark.parametrize(("name", "value", "accepted"), [
+    ("p", "1.0", r"\[0, 1\)"), ("p", "nan", r"\[0, 1\)"), ("seed", "-1", ">= 0"), ("seed", "1.5", "int"),
+    ("boom", "maybe", "bool")])
+def test_invalid_parameter_values_are_refused_before_running(tiny_workbook, name, value, accepted):
+    books = workbook.discover(tiny_workbook)
+    with pytest.raises(workbook.WorkbookError, match=accepted):
+        workbook.resolve_parameters(books, [(name, value)])
+
+
+def test_output_folder_may_not_be_the_source_folder(tiny_workbook):
+    with pytest.raises(workbook.WorkbookError, match="never overwrite"):
+        workbook.check_output_folder(tiny_workbook, tiny_workbook)
+
+
+def test_strip_run_metadata_keeps_execution_counts():
+    nb = new_notebook(cells=[new_code_cell("1")])
+    nb.metadata["papermill"] = {"duration": 1.0}
+    nb.cells[0].execution_count = 3
+    nb.cells[0].metadata.update({"papermill": {"duration": 0.1}, "execution": {"iopub.status.idle": "t"},
+                                 "tags": ["injected-parameters"]})
+    clean = workbook.strip_run_metadata(nb)
+    assert "papermill" not in clean.metadata
+    assert clean.cells[0].execution_count == 3
+    assert clean.cells[0].metadata == {"tags": []}
+    assert "papermill" in nb.metadata  # the input is left alone
+
+
+def test_run_executes_copies_reads_verdicts_and_leaves_sources(tiny_workbook, tmp_path, capsys):
+    before = {p.name: p.read_bytes() for p in tiny_workbook.iterdir()}
+    out = tmp_path / "build"
+    code = main(["run", "--notebook-dir", str(tiny_workbook), "--output", str(out), "-p", "seed", "5", "--html"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "CONFIRMED - seed was 5" in printed
+    assert "notebooks: 2 ok, 0 failed" in printed
+    assert {p.name: p.read_bytes() for p in tiny_workbook.iterdir()} == before
+    executed = nbformat.read(str(out / "01_first.ipynb"), as_version=4)
+    assert workbook.read_verdict(executed) == "CONFIRMED - seed was 5"
+    index = (out / "index.html").read_text()
+    assert "01_first.html" in index and "02_second.html" in index
+    assert (out / "01_first.html").exists()
+
+
+def test_failing_notebook_names_the_notebook_and_cell_and_exits_nonzero(tiny_workbook, tmp_path, capsys):
+    code = main(["run", "2", "--notebook-dir", str(tiny_workbook), "--output", str(tmp_path / "b"),
+                 "-p", "boom", "true"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "02_second.ipynb: cell" in captured.err
+    assert "RuntimeError: planted failure" in captured.err
+
+
+def test_update_sources_rewrites_only_on_success(tiny_workbook, tmp_path):
+    source = tiny_workbook / "01_first.ipynb"
+    code = main(["run", "1", "--notebook-dir", str(tiny_workbook), "--output", str(tmp_path / "b"),
+                 "--update-sources"])
+    assert code == 0
+    stored = json.loads(source.read_text())
+    assert "papermill" not in stored["metadata"]
+    code_cells = [c for c in stored["cells"] if c["cell_type"] == "code"]
+    assert all(c["execution_count"] for c in code_cells)
+    assert "Verdict: REFUTED - seed was 42" in "".join(code_cells[-1]["outputs"][0]["text"])
+
+
+def test_failed_update_leaves_the_source_untouched(tiny_workbook, tmp_path):
+    source = tiny_workbook / "02_second.ipynb"
+    nb = nbformat.read(str(source), as_version=4)
+    nb.cells[1].source = "boom: bool = True  # raise on purpose\nseed: int = 1  # RNG seed"
+    nbformat.write(nb, str(source))
+    before = source.read_bytes()
+    code = main(["run", "2", "--notebook-dir", str(tiny_workbook), "--output", str(tmp_path / "b"),
+                 "--update-sources"])
+    assert code == 1
+    assert source.read_bytes() == before
+
+
+def test_update_sources_refuses_parameters(tiny_workbook, capsys):
+    assert main(["run", "--notebook-dir", str(tiny_workbook), "--update-sources", "-p", "seed", "1"]) == 2
+    assert "cannot be combined" in capsys.readouterr().err
+
+
+def test_cli_help_and_usage_errors():
+    done = subprocess.run([sys.executable, "-m", "lib", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "diagnose" in done.stdout and "run" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "lib", "run", "-p", "nonsense", "1"], capture_output=True,
+                          text=True)
+    assert done.returncode == 2 and "valid names" in done.stderr
