@@ -1,0 +1,63 @@
+"""Repository hygiene that CI should enforce: lint, and clean stored notebooks."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lib import workbook
+
+NOTEBOOKS = workbook.discover()
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is installed by requirements.txt")
+def test_ruff_is_clean_on_library_tests_and_notebooks():
+    done = subprocess.run(["ruff", "check", "--quiet", "."], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_there_is_a_workbook():
+    assert len(NOTEBOOKS) >= 10
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_stored_notebook_is_executed_and_clean(path):
+    nb = nbformat.read(str(path), as_version=4)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert "papermill" not in nb.metadata
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count is not None for c in code), "every code cell stored executed"
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), "executed top to bottom once"
+    for cell in code:
+        assert not {"papermill", "execution"} & set(cell.metadata), "run metadata stripped"
+        assert not any(o.get("output_type") == "error" for o in cell.outputs)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_parameters_cell_is_first_and_holds_only_annotated_literals(path):
+    nb = nbformat.read(str(path), as_version=4)
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    assert "parameters" in first.metadata.get("tags", [])
+    for line in first.source.splitlines():
+        if not line.strip():
+            continue
+        statement = ast.parse(line.split("  #")[0]).body[0]
+        assert isinstance(statement, ast.AnnAssign), f"annotated default expected: {line!r}"
+        ast.literal_eval(statement.value)
+        assert "  # " in line, f"help comment expected: {line!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_verdict_cell_prints_one_verdict_line(path):
+    nb = nbformat.read(str(path), as_version=4)
+    tagged = [c for c in nb.cells if "verdict" in c.metadata.get("tags", [])]
+    if not tagged:
+        pytest.skip("a teaching notebook without a verdict")
+    assert len(tagged) == 1
+    assert workbook.read_verdict(nb) != "-"
