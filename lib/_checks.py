@@ -30,7 +30,8 @@ def float_array(value, name: str) -> np.ndarray:
 def dtype_from_name(dtype, name: str = "dtype") -> np.dtype:
     """Accept 'float32', np.float32 or np.dtype('float32'); refuse everything else."""
     try:
-        resolved = np.dtype(dtype)
+        # np.dtype(None) is float64: refuse None rather than silently change dtype
+        resolved = None if dtype is None else np.dtype(dtype)
     except TypeError:
         resolved = None
     if resolved is None or resolved.type not in FLOAT_DTYPES:
@@ -47,7 +48,9 @@ def real_number(value, name: str) -> float:
 
 def drop_probability(p) -> float:
     """Check the drop probability: a real number in [0, 1)."""
-    p = real_number(p, "p")
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise TypeError(f"p must be a drop probability, a real number in [0, 1); got {type(p).__name__} {p!r}")
+    p = float(p)
     if math.isnan(p) or not 0.0 <= p < 1.0:
         raise ValueError(f"p must be a drop probability in [0, 1); got {p!r}")
     return p
@@ -100,7 +103,8 @@ def positive_int(value, name: str, low: int = 1, high: int | None = None) -> int
 
 
 def choice(value, name: str, accepted: tuple[str, ...]) -> str:
-    if value not in accepted:
+    # Compare types too: 1 == True, but restore_input=1 is not an accepted spelling.
+    if not any(type(value) is type(a) and value == a for a in accepted):
         options = ", ".join(repr(a) for a in accepted)
         raise ValueError(f"{name} must be one of {options}; got {value!r}")
     return value

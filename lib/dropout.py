@@ -25,7 +25,13 @@ from lib import _checks
 def _scale(p: float, dtype: np.dtype):
     # 1/(1-p) rounded once to the working dtype, so forward and backward apply
     # bit-for-bit the same factor.
-    return dtype.type(1.0 / (1.0 - p))
+    scale = 1.0 / (1.0 - p)
+    largest = float(np.finfo(dtype).max)
+    if scale > largest:
+        # An infinite scale would turn dropped elements into 0 * inf = NaN.
+        raise ValueError(f"p={p!r} is too close to 1 for {np.dtype(dtype)}: 1/(1-p) = {scale:.6g} exceeds "
+                         f"the dtype's largest value {largest:.6g}; accepted: p <= {1 - 1 / largest:.6g}")
+    return dtype.type(scale)
 
 
 def _draw_keep(shape, p: float, seed, rng) -> np.ndarray:

@@ -76,7 +76,7 @@ class GradCheckResult:
         """|analytical - numerical| / tolerance; an element passes when <= 1."""
         diff = np.abs(self.difference)
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = diff / self.tolerance
+            ratio = np.array(diff / self.tolerance, dtype=np.float64)  # 0-d stays an array
         # 0/0 (both gradients exactly 0 with atol=0) is a pass, not NaN.
         ratio[(diff == 0) & (self.tolerance == 0)] = 0.0
         ratio[np.isnan(ratio)] = np.inf
@@ -150,7 +150,7 @@ def format_element_table(result: GradCheckResult, flat_indices) -> str:
     a, n = result.analytical.ravel(), result.numerical.ravel()
     tol, step, ratio = result.tolerance.ravel(), result.step.ravel(), result.error_ratio.ravel()
     for i in np.asarray(flat_indices, dtype=int):
-        where = f"[{i}]" if len(shape) <= 1 else str(np.unravel_index(i, shape))
+        where = f"[{i}]" if len(shape) <= 1 else "[" + ", ".join(str(int(k)) for k in np.unravel_index(i, shape)) + "]"
         rows.append(
             f"{where:>10} {a[i]:>14.8g} {n[i]:>14.8g} {a[i] - n[i]:>12.4e} "
             f"{tol[i]:>11.4e} {step[i]:>11.4e} {ratio[i]:>8.3g}"
@@ -168,7 +168,7 @@ class GradientCheckError(AssertionError):
 
 def default_step(x: np.ndarray) -> np.ndarray:
     """The dtype-aware half-step cbrt(eps_dtype) * max(1, |x|), float64, x's shape."""
-    scale = np.cbrt(np.finfo(x.dtype).eps)
+    scale = np.cbrt(float(np.finfo(x.dtype).eps))  # in float64: cbrt rounded to float16 moves x-h
     return scale * np.maximum(1.0, np.abs(x.astype(np.float64)))
 
 
@@ -187,7 +187,8 @@ def _call_forward(forward, x: np.ndarray, expected_shape=None) -> np.ndarray:
 
 def _validated_inputs(forward, x, grad_output):
     x = _checks.float_array(x, "x")
-    work = np.array(x, copy=True)
+    # C order, so that work.reshape(-1) is a view and a perturbation reaches forward.
+    work = np.array(x, copy=True, order="C")
     out = _call_forward(forward, work)
     grad_output = np.asarray(grad_output)
     if grad_output.shape != out.shape:
@@ -201,37 +202,79 @@ def _validated_inputs(forward, x, grad_output):
     return x, work, out.shape, grad_output.astype(np.float64)
 
 
+def _realised_points(x: np.ndarray, half: np.ndarray):
+    """x + half and x - half stored in x's dtype, and their exact distance.
+
+    Returns flat (plus, minus, width): plus and minus in x's dtype, width =
+    plus - minus in float64 (exact: both are values of x's dtype). Raises
+    ValueError at the first element whose two points round to the same value.
+    """
+    x64 = x.astype(np.float64).reshape(-1)
+    flat_half = half.reshape(-1)
+    # The sum is rounded to float64 first, then to x's dtype: the same two
+    # roundings as converting each element on its own.
+    shifted = np.add(x64, flat_half)
+    plus = shifted.astype(x.dtype)
+    minus = np.subtract(x64, flat_half, out=shifted).astype(x.dtype)
+    # Both operands are cast to float64 before subtracting, so width is exact.
+    width = np.subtract(plus, minus, dtype=np.float64)
+    if not np.all(width):
+        i = int(np.flatnonzero(width == 0.0)[0])
+        original = x.reshape(-1)[i]
+        raise ValueError(
+            f"eps={flat_half[i]:g} is too small for {x.dtype} at index {i} "
+            f"(x={float(original):g}): x+eps and x-eps round to the same value; "
+            f"use eps >= {float(np.spacing(np.abs(original))):.3g}"
+        )
+    return plus, minus, width
+
+
+def _raise_if_not_finite(*outputs: np.ndarray) -> None:
+    for out in outputs:
+        if not np.all(np.isfinite(out)):
+            raise ValueError(
+                "forward(x) returned non-finite values (inf or NaN); the check needs finite outputs"
+            )
+
+
 def _central_differences(forward, x, work, out_shape, grad64, eps):
-    """Core loop. Returns (numerical, realised step, forward calls); never changes x."""
+    """Core loop. Returns (numerical, realised step, forward calls); never changes x.
+
+    The loop body does only what each element needs (two forward calls, two
+    float64 copies, one subtraction, one dot product); everything that can be
+    done for all elements at once (the perturbed values, the realised widths,
+    the division) is done outside it, so the checker costs little beyond the
+    2N forward calls themselves.
+    """
     half = default_step(x) if eps is None else np.full(x.shape, _checks.positive_step(eps))
-    dtype = x.dtype.type
-    flat_work, flat_half = work.reshape(-1), half.reshape(-1)
+    plus, minus, width = _realised_points(x, half)
+    flat_work = work.reshape(-1)
     g = grad64.reshape(-1)
     numerical = np.empty(x.size, dtype=np.float64)
-    step = np.empty(x.size, dtype=np.float64)
-    calls = 0
     for i in range(x.size):
         original = flat_work[i]
-        plus = dtype(float(original) + flat_half[i])
-        minus = dtype(float(original) - flat_half[i])
-        width = float(plus) - float(minus)  # exact: both are values of x's dtype
-        if width == 0.0:
-            raise ValueError(
-                f"eps={flat_half[i]:g} is too small for {x.dtype} at index {i} "
-                f"(x={float(original):g}): x+eps and x-eps round to the same value; "
-                f"use eps >= {float(np.spacing(np.abs(original))):.3g}"
-            )
         try:
-            flat_work[i] = plus
-            out_plus = _call_forward(forward, work, out_shape)
-            flat_work[i] = minus
-            out_minus = _call_forward(forward, work, out_shape)
-            calls += 2
+            flat_work[i] = plus[i]
+            # Copy to float64 at once: a forward that returns a view of its input
+            # would otherwise change under us when the element is moved again.
+            out_plus = np.array(forward(work), dtype=np.float64)
+            flat_work[i] = minus[i]
+            out_minus = np.array(forward(work), dtype=np.float64)
         finally:
             flat_work[i] = original
-        numerical[i] = np.dot((out_plus - out_minus).reshape(-1), g) / width
-        step[i] = width
-    return numerical.reshape(x.shape), step.reshape(x.shape), calls
+        if out_plus.shape != out_shape or out_minus.shape != out_shape:
+            bad = out_plus.shape if out_plus.shape != out_shape else out_minus.shape
+            raise ValueError(f"forward returned shape {bad} on a perturbed input but {out_shape} on x")
+        # Subtract element by element in float64, then reduce with grad_output.
+        value = np.dot((out_plus - out_minus).reshape(-1), g)
+        # Any inf or NaN in either output makes the difference, and so the dot
+        # product, non-finite: one scalar test instead of two array scans.
+        if not -np.inf < value < np.inf:
+            _raise_if_not_finite(out_plus, out_minus)
+        numerical[i] = value
+    # Divide by the realised width, x_i+ - x_i- as stored, not the nominal 2*eps.
+    numerical /= width
+    return numerical.reshape(x.shape), width.reshape(x.shape), 2 * x.size
 
 
 def numerical_gradient(forward, x, grad_output, eps=None) -> np.ndarray:
@@ -308,5 +351,15 @@ def check_gradient(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, e
     result = build_result(analytical, numerical, step, dtype=x.dtype, rtol=rtol, atol=atol,
                           forward_calls=calls + 1, input_mutated=mutated)
     if not result.passed and raise_on_failure:
-        raise GradientCheckError(result)
+        message = result.report()
+        try:
+            # Imported here: lib.diagnose imports this module. diagnose never calls
+            # check_gradient, and inside a running diagnosis failure_lines returns
+            # nothing, so this cannot recurse.
+            from lib.diagnose import failure_lines
+
+            lines = failure_lines(forward, backward, x, grad_output, rtol=rtol, atol=atol, eps=eps)
+        except Exception as error:  # a broken diagnosis must not hide the failure it explains
+            lines = [f"Diagnosis unavailable ({type(error).__name__}: {error})"]
+        raise GradientCheckError(result, "\n".join([message, *lines]))
     return result

@@ -14,10 +14,12 @@ from collections.abc import Mapping, Sequence
 import matplotlib as mpl
 import numpy as np
 from matplotlib.colors import ListedColormap
+from matplotlib.ticker import MaxNLocator
 
 PASS_COLOR = "#2a9d8f"
 FAIL_COLOR = "#d1495b"
 NEUTRAL_COLOR = "#8d99ae"
+DROPPED_COLOR = "#b8c0cc"
 DTYPE_COLORS = {"float16": "#e9c46a", "float32": "#e76f51", "float64": "#264653"}
 
 
@@ -55,7 +57,7 @@ def mask_agreement(masks, reference) -> tuple[np.ndarray, float]:
     return agree, rate
 
 
-def plot_mask_agreement(ax, masks, reference, *, title: str | None = None) -> float:
+def plot_mask_agreement(ax, masks, reference, *, title: str | None = None, legend: bool = True) -> float:
     """Heatmap of forward calls x elements: kept/dropped in agreement, or different.
 
     Returns the fraction of calls whose whole mask matches the reference.
@@ -64,7 +66,7 @@ def plot_mask_agreement(ax, masks, reference, *, title: str | None = None) -> fl
     agree, rate = mask_agreement(masks, reference)
     # 0: agrees and dropped, 1: agrees and kept, 2: differs from the reference
     codes = np.where(agree, masks.astype(int), 2)
-    cmap = ListedColormap(["#edf2f4", PASS_COLOR, FAIL_COLOR])
+    cmap = ListedColormap([DROPPED_COLOR, PASS_COLOR, FAIL_COLOR])
     ax.imshow(codes, cmap=cmap, vmin=0, vmax=2, aspect="auto", interpolation="nearest")
     ax.grid(False)
     ax.set(xlabel="element index", ylabel="forward call number",
@@ -72,9 +74,11 @@ def plot_mask_agreement(ax, masks, reference, *, title: str | None = None) -> fl
     n_elements = codes.shape[1]
     if n_elements <= 20:
         ax.set_xticks(range(n_elements))
-    handles = [mpl.patches.Patch(color=c, label=lab) for c, lab in
-               [("#edf2f4", "dropped, agrees"), (PASS_COLOR, "kept, agrees"), (FAIL_COLOR, "differs")]]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if legend:
+        handles = [mpl.patches.Patch(color=c, label=lab) for c, lab in
+                   [(DROPPED_COLOR, "dropped, agrees"), (PASS_COLOR, "kept, agrees"), (FAIL_COLOR, "differs")]]
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return rate
 
 
@@ -146,7 +150,9 @@ def plot_jacobian(ax, jacobian, *, title: str = "Jacobian d out_i / d x_j") -> N
         ax.set_yticks(range(jacobian.shape[0]))
         for (i, j), value in np.ndenumerate(jacobian):
             if value != 0:
-                ax.text(j, i, f"{value:.3g}", ha="center", va="center", fontsize=7)
+                # white on the saturated ends of the colour map, black in the pale middle
+                color = "white" if abs(value) > 0.6 * limit else "black"
+                ax.text(j, i, f"{value:.3g}", ha="center", va="center", fontsize=7, color=color)
     ax.figure.colorbar(image, ax=ax, label="d out_i / d x_j (dimensionless)")
 
 

@@ -1,0 +1,256 @@
+"""Tests for lib.replica: the original failure, number for number, and every switch."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lib import GradCheckResult, GradientCheckError, replay_original_test, run_original_test
+
+ORIGINAL_LINE = "Gradient check failed for float32: gradient mismatch at index 0"
+# The post-mortem's numbers for index 0 (REFERENCE.md).
+REPORTED = {"analytical": 1.4285715, "numerical": 1.4305115, "difference": 0.0019400, "tolerance": 0.0014315}
+
+
+def printed(value: float) -> float:
+    """`value` as the original printed it: 7 decimal places."""
+    return round(float(value), 7)
+
+
+def distinct(masks) -> int:
+    return len({np.asarray(m).tobytes() for m in masks})
+
+
+# --- the original failure --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def original_failure() -> GradientCheckError:
+    with pytest.raises(GradientCheckError) as caught:
+        run_original_test()
+    return caught.value
+
+
+def test_first_line_is_exactly_the_original(original_failure):
+    assert str(original_failure).splitlines()[0] == ORIGINAL_LINE
+
+
+def test_reported_numbers_at_index_0(original_failure):
+    result = original_failure.result
+    assert printed(result.analytical[0]) == REPORTED["analytical"]
+    assert printed(result.numerical[0]) == REPORTED["numerical"]
+    assert printed(abs(result.analytical[0] - result.numerical[0])) == REPORTED["difference"]
+    assert printed(result.tolerance[0]) == REPORTED["tolerance"]
+
+
+def test_message_carries_the_reported_numbers(original_failure):
+    message = str(original_failure)
+    for number in ("1.4285715", "1.4305115", "0.0019400", "0.0014315"):
+        assert number in message
+
+
+def test_failing_indices_and_result(original_failure):
+    result = original_failure.result
+    assert isinstance(result, GradCheckResult)
+    assert not result.passed
+    assert result.dtype == "float32"
+    np.testing.assert_array_equal(result.failing_indices, [0, 3])
+    assert (result.rtol, result.atol) == (1e-3, 1e-6)
+    # Divided by the nominal 2 * eps, as the original did.
+    np.testing.assert_array_equal(result.step, 2e-5)
+
+
+def test_the_failure_is_the_nominal_step_alone(original_failure):
+    # Every gradient error at index 0 is the ratio realised / nominal step:
+    # mask and scale agree, so the only difference is the denominator.
+    result = original_failure.result
+    realised = float(np.float32(-0.5) + np.float32(1e-5)) - float(np.float32(-0.5) - np.float32(1e-5))
+    assert result.numerical[0] / result.analytical[0] == pytest.approx(realised / 2e-5, rel=1e-6)
+
+
+def test_dividing_by_the_realised_step_passes():
+    result = run_original_test(divide_by="realised")
+    assert result.passed
+    assert result.failing_indices.size == 0
+    assert result.step[0] == float(np.float32(-0.5) + np.float32(1e-5)) - float(np.float32(-0.5) - np.float32(1e-5))
+    assert printed(result.numerical[0]) == 1.4285714
+
+
+def test_raise_on_failure_false_returns_the_result():
+    result = run_original_test(raise_on_failure=False)
+    assert isinstance(result, GradCheckResult) and not result.passed
+
+
+def test_replay_never_raises_on_a_failed_check():
+    run = replay_original_test()
+    assert not run.passed
+    assert run.message.splitlines()[0] == ORIGINAL_LINE
+    assert len(run.forward_masks) == 2 * 5  # x + eps and x - eps for each element
+
+
+def test_the_run_is_repeatable():
+    first, second = replay_original_test(), replay_original_test()
+    np.testing.assert_array_equal(first.result.numerical, second.result.numerical)
+    np.testing.assert_array_equal(first.test_mask, second.test_mask)
+
+
+# --- each switch does what it says --------------------------------------------------------------
+
+
+def test_rng_reseed_gives_the_test_mask_to_every_forward():
+    run = replay_original_test(rng="reseed")
+    assert all(np.array_equal(mask, run.test_mask) for mask in run.forward_masks)
+
+
+def test_rng_global_draws_a_new_mask_in_every_forward():
+    run = replay_original_test(rng="global")
+    assert distinct(run.forward_masks) > 1
+    assert any(not np.array_equal(mask, run.test_mask) for mask in run.forward_masks)
+    assert not run.passed
+
+
+def test_seed_zero_does_not_seed_so_masks_change_between_calls():
+    # The trap: seed=0 meant "do not seed", so even rng="reseed" draws on.
+    run = replay_original_test(seed=0, rng="reseed")
+    assert distinct(run.forward_masks) > 1
+    seeded = replay_original_test(seed=42, rng="reseed")
+    assert distinct(seeded.forward_masks) == 1
+
+
+@pytest.mark.parametrize("rng", ["reseed", "global"])
+def test_fixed_mask_forward_reuses_the_test_mask(rng):
+    run = replay_original_test(forward="fixed_mask", rng=rng)
+    assert len(run.forward_masks) == 10
+    assert all(np.array_equal(mask, run.test_mask) for mask in run.forward_masks)
+
+
+def test_fixed_mask_forward_removes_the_global_rng_failure():
+    # With a fixed mask the forward no longer depends on the RNG, so "global"
+    # fails exactly like "reseed": on the step, not on the mask.
+    fixed_global = replay_original_test(forward="fixed_mask", rng="global").result
+    reseed = replay_original_test().result
+    np.testing.assert_array_equal(fixed_global.numerical, reseed.numerical)
+
+
+def test_captured_backward_mask_is_the_test_mask():
+    for rng in ("reseed", "global"):
+        run = replay_original_test(backward_mask="captured", rng=rng)
+        np.testing.assert_array_equal(run.backward_mask, run.test_mask)
+
+
+def test_rebound_backward_mask_with_reseed_is_still_the_test_mask():
+    # Rebinding with the same seed draws the same mask: late binding is harmless here.
+    run = replay_original_test(backward_mask="rebound", rng="reseed")
+    np.testing.assert_array_equal(run.backward_mask, run.test_mask)
+
+
+def test_rebound_backward_mask_with_global_rng_is_a_different_mask():
+    run = replay_original_test(backward_mask="rebound", rng="global")
+    assert not np.array_equal(run.backward_mask, run.test_mask)
+    np.testing.assert_allclose(run.result.analytical, run.backward_mask / np.float32(0.7), rtol=1e-6)
+
+
+def test_restore_input_true_leaves_x_as_it_was():
+    run = replay_original_test(restore_input=True)
+    assert run.x_after.tobytes() == run.x_before.tobytes()
+
+
+@pytest.mark.parametrize("eps", [1e-5, 1e-3])
+def test_restore_input_false_leaves_every_element_moved_by_eps(eps):
+    run = replay_original_test(restore_input=False, eps=eps)
+    moved = run.x_before.astype(np.float64) - run.x_after.astype(np.float64)
+    # Each element is left at x - eps as stored in float32 (a few float32 spacings off at most).
+    np.testing.assert_allclose(moved, eps, rtol=0.02)
+
+
+@pytest.mark.parametrize(
+    "switches, dtype",
+    [({}, "float32"), ({"dtype": "float16"}, "float16"), ({"dtype": "float64", "rng": "global"}, "float64"),
+     ({"dtype": np.float16}, "float16"), ({"dtype": np.dtype("float64"), "rng": "global"}, "float64")],
+)
+def test_dtype_switch_changes_the_dtype_in_the_message(switches, dtype):
+    run = replay_original_test(**switches)
+    assert run.x_before.dtype == np.dtype(dtype)
+    assert run.result.dtype == dtype
+    assert run.message.splitlines()[0].startswith(f"Gradient check failed for {dtype}: ")
+
+
+def test_float64_passes_at_the_original_step():
+    # In float64, x +- 1e-5 are stored almost exactly, so dividing by 2*eps is harmless.
+    result = run_original_test(dtype="float64")
+    assert result.passed and result.dtype == "float64"
+
+
+@pytest.mark.parametrize("eps", [1e-4, 3e-4, 1e-3])
+def test_eps_switch_sets_the_nominal_step(eps):
+    result = replay_original_test(eps=eps, divide_by="nominal").result
+    np.testing.assert_array_equal(result.step, 2 * eps)
+    assert result.divide_by == "nominal"
+
+
+def test_eps_switch_changes_the_realised_step_too():
+    small = replay_original_test(eps=1e-5, divide_by="realised").result
+    large = replay_original_test(eps=1e-3, divide_by="realised").result
+    assert large.step[0] == pytest.approx(2e-3, rel=1e-3)
+    assert small.step[0] == pytest.approx(2.0027e-5, rel=1e-4)
+
+
+def test_switches_are_recorded_with_the_originals_filled_in():
+    run = replay_original_test(rng="global")
+    assert run.switches["rng"] == "global"
+    assert run.switches["divide_by"] == "nominal"
+    assert run.switches["seed"] == 42
+    assert run.switches["eps"] == 1e-5
+
+
+# --- bad switches ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("call", [run_original_test, replay_original_test])
+def test_unknown_switch_is_refused_naming_it_and_the_accepted_ones(call):
+    with pytest.raises(TypeError, match=r"'colour'.*divide_by.*restore_input"):
+        call(colour="red")
+
+
+@pytest.mark.parametrize(
+    "name, value, accepted",
+    [
+        ("divide_by", "exact", r"'nominal', 'realised'"),
+        ("rng", "numpy", r"'reseed', 'global'"),
+        ("forward", "deterministic", r"'stochastic', 'fixed_mask'"),
+        ("backward_mask", "late", r"'captured', 'rebound'"),
+        ("restore_input", "yes", r"True, False"),
+        ("dtype", "int32", r"float16, float32, float64"),
+        ("dtype", "bfloat16", r"float16, float32, float64"),
+        # None is no dtype: numpy reads it as float64, which is not the original float32.
+        ("dtype", None, r"float16, float32, float64"),
+    ],
+)
+def test_bad_switch_value_is_refused_naming_it_and_the_accepted_values(name, value, accepted):
+    with pytest.raises(ValueError, match=rf"^{name}\b.*{accepted}"):
+        run_original_test(**{name: value})
+
+
+@pytest.mark.parametrize(
+    "name, value, error, accepted",
+    [
+        ("eps", 0.0, ValueError, r"> 0"),
+        ("eps", -1e-5, ValueError, r"> 0"),
+        ("eps", math.nan, ValueError, r"> 0"),
+        ("seed", -1, ValueError, r"integer"),
+        ("seed", 4.2, TypeError, r"integer"),
+        ("seed", True, TypeError, r"integer"),
+        ("p", 1.0, ValueError, r"\[0, 1\)"),
+        ("p", math.nan, ValueError, r"\[0, 1\)"),
+        ("rtol", -1e-3, ValueError, r">= 0"),
+        ("atol", math.nan, ValueError, r">= 0"),
+        ("values", [], ValueError, r"non-empty"),
+        ("values", [[1.0, 2.0]], ValueError, r"1-D"),
+        ("values", [1.0, math.inf], ValueError, r"finite"),
+    ],
+)
+def test_bad_numeric_switch_is_refused_naming_it(name, value, error, accepted):
+    with pytest.raises(error, match=rf"^{name}\b.*{accepted}"):
+        run_original_test(**{name: value})
