@@ -1,0 +1,344 @@
+"""Meta-tests of the diagnosis: every labelled mutant is attributed to its code,
+every correct pair comes out `ok`, and the attribution also holds on pairs that
+are not in the catalogue (so it reasons from evidence, not from names)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import lib.diagnose
+from lib import GradientCheckError, check_gradient, mutants
+from lib.diagnose import CODES, HYPOTHESES, Diagnosis, Finding, diagnose, failure_lines
+from lib.dropout import dropout, dropout_backward
+
+SEEDS = (0, 1)
+
+MUTANT_CASES = [pytest.param(e, dtype, id=f"{e.name}-{dtype}") for e in mutants.MUTANTS for dtype in e.dtypes]
+CORRECT_CASES = [pytest.param(e, dtype, id=f"{e.name}-{dtype}")
+                 for e in mutants.CORRECT for dtype in ("float32", "float64")]
+
+
+# --------------------------------------------------------------------------
+# The catalogue: detection and attribution
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("entry", "dtype"), MUTANT_CASES)
+def test_every_mutant_is_attributed_to_its_code(entry, dtype):
+    for seed in SEEDS:
+        d = entry.diagnose(dtype, seed)
+        assert d.primary.code == entry.code, f"{entry.name} seed {seed}:\n{d}"
+        # Detected: either the plain check fails, or the diagnosis flags a check that
+        # passed for the wrong reason (a backward that mishandles grad_output,
+        # a backward that writes into grad_output).
+        assert not d.passed or entry.code in ("wrong-backward", "input-mutation")
+
+
+@pytest.mark.parametrize(("entry", "dtype"), CORRECT_CASES)
+def test_every_correct_pair_yields_only_ok(entry, dtype):
+    for seed in SEEDS:
+        d = entry.diagnose(dtype, seed)
+        assert d.passed and d.codes == ["ok"], f"{entry.name} seed {seed}:\n{d}"
+
+
+def test_catalogue_covers_every_code_with_several_mechanisms():
+    assert len(mutants.MUTANTS) >= 12
+    for code in CODES[1:]:
+        entries = [e for e in mutants.MUTANTS if e.code == code]
+        assert len(entries) >= 3, code
+        assert len({e.description for e in entries}) == len(entries)
+    names = [e.name for e in mutants.CATALOGUE]
+    assert len(names) == len(set(names))
+    assert all("\n" not in e.description and e.description for e in mutants.CATALOGUE)
+    assert {e.code for e in mutants.CORRECT} == {"ok"}
+    correct = " ".join(e.name for e in mutants.CORRECT)
+    for function in ("dropout", "dropout2d", "tanh", "sigmoid", "softmax", "log-sum-exp", "layer-norm", "matmul"):
+        assert function in correct
+
+
+@pytest.mark.parametrize("entry", [e for e in mutants.MUTANTS if e.code == "precision"], ids=lambda e: e.name)
+def test_precision_entries_hold_correct_gradients(entry):
+    # The label says the formula is right: at the default settings in float64 the pair is fine.
+    problem = entry.build("float64", seed=0)
+    assert diagnose(*problem).codes == ["ok"]
+
+
+def test_build_is_reproducible_and_seed_dependent():
+    entry = mutants.by_name("other-seed-mask")
+    a, b, c = entry.build("float32", 3), entry.build("float32", 3), entry.build("float32", 4)
+    np.testing.assert_array_equal(a.x, b.x)
+    np.testing.assert_array_equal(a.backward(a.grad_output, a.x), b.backward(b.grad_output, b.x))
+    assert not np.array_equal(a.x, c.x)
+    assert a.x.dtype == np.float32 and entry.build("float64", 3).x.dtype == np.float64
+
+
+def test_confusion_matrix_of_a_subset_is_diagonal():
+    subset = [mutants.by_name(n) for n in ("inverted-mask", "sign-flip", "tanh", "seed-zero-forward")]
+    outcomes = mutants.evaluate(subset, seeds=(0,))
+    counts = mutants.confusion(outcomes)
+    assert counts.sum() == len(outcomes) == 8  # four entries, two dtypes each
+    assert np.trace(counts) == counts.sum()
+    table = mutants.format_confusion(counts).splitlines()
+    assert len(table) == len(CODES) + 1 and table[1].startswith("ok")
+
+
+# --------------------------------------------------------------------------
+# Attribution on pairs that are not in the catalogue
+# --------------------------------------------------------------------------
+
+
+def _x(n=30, dtype=np.float32, seed=5):
+    return np.random.default_rng(seed).uniform(-2, 2, n).astype(dtype)
+
+
+@pytest.mark.parametrize(("forward", "backward", "code", "words"), [
+    (lambda x: np.maximum(x, 0), lambda g, x: g * (x < 0), "mask-mismatch", "inverted"),
+    (np.exp, lambda g, x: 2 * g * np.exp(x), "wrong-backward", "factor 2"),
+    (np.sin, lambda g, x: -g * np.cos(x), "wrong-backward", "flips the sign"),
+    (lambda x: x.reshape(10, 3).mean(1), lambda g, x: np.repeat(g, 3), "wrong-backward", "a/n = 3"),
+    (np.sin, lambda g, x: g * np.cos(x) + 1e-2, "wrong-backward", "not linear"),
+    (np.cumsum, lambda g, x: np.cumsum(g), "wrong-backward", "no constant ratio"),
+    (np.cumsum, lambda g, x: np.cumsum(g[::-1])[::-1], "ok", ""),
+], ids=["relu-inverted", "exp-doubled", "sin-negated", "mean-pool-as-sum", "affine-in-g", "cumsum", "cumsum-ok"])
+def test_attribution_on_unseen_pairs(forward, backward, code, words):
+    x = _x()
+    g = np.random.default_rng(1).standard_normal(np.shape(forward(x))).astype(np.float32)
+    d = diagnose(forward, backward, x, g)
+    assert d.primary.code == code, str(d)
+    assert words in d.primary.evidence
+
+
+def test_scalar_output_and_float64_rounding_budget():
+    x = _x(dtype=np.float64)
+    d = diagnose(lambda v: np.sum(v * v), lambda g, v: v * g, x, np.ones(()))
+    assert d.primary.code == "wrong-backward" and "0.5" in d.primary.evidence
+    d = diagnose(lambda v: np.sum(v * v), lambda g, v: 2 * v * g, x, np.ones(()), rtol=1e-13, atol=0.0)
+    assert not d.passed and d.codes == ["precision"]
+
+
+# The backward's scale for kept elements, and how the diagnosis must name it.
+_WRONG_SCALES = {
+    "mask only": (lambda p: 1.0, "misses the 1/(1-p) factor"),
+    "1/p": (lambda p: 1.0 / p, "scales by 1/p instead of 1/(1-p)"),
+    "negated": (lambda p: -1.0 / (1.0 - p), "flips the sign"),
+}
+
+
+# p below 0.45: at p = 0.5, 1/p equals 1/(1-p) and that backward would be right.
+@settings(max_examples=12, deadline=None)
+@given(p=st.floats(0.05, 0.45), wrong=st.sampled_from(sorted(_WRONG_SCALES)), seed=st.integers(0, 2**16))
+def test_wrong_dropout_scale_is_named_for_any_p(p, wrong, seed):
+    x = np.random.default_rng(seed).uniform(-2, 2, 24).astype(np.float32)
+    _, mask = dropout(x, p, seed=seed)
+    assume(0 < mask.sum() < mask.size)  # with every element kept, "mask only" is the identity
+    scale, meaning = _WRONG_SCALES[wrong]
+    d = diagnose(lambda v: dropout(v, p, seed=seed)[0],
+                 lambda g, v: g * mask * np.float32(scale(p)), x, np.ones_like(x))
+    assert d.primary.code == "wrong-backward" and meaning in d.primary.evidence
+    read = re.search(r"for p = ([0-9.]+)", d.primary.evidence)
+    assert read is not None and float(read.group(1)) == pytest.approx(p, abs=1e-3)
+
+
+def test_large_input_mask_shift_is_recognised_within_budget():
+    x = np.random.default_rng(0).standard_normal(600).astype(np.float32)
+    _, mask = dropout(x, 0.3, seed=3)
+    d = diagnose(lambda v: dropout(v, 0.3, seed=3)[0],
+                 lambda g, v: dropout_backward(g, np.roll(mask, 1), 0.3), x, np.ones_like(x))
+    assert d.primary.code == "mask-mismatch" and "shifted by +1" in d.primary.evidence
+    # A failing float32 check costs at most three dense checks plus the calls at x.
+    assert d.forward_calls <= 3 * 2 * x.size + 3
+
+
+def test_passing_check_costs_one_dense_check():
+    x = _x(dtype=np.float64)
+    d = diagnose(np.tanh, lambda g, v: g * (1 - np.tanh(v) ** 2), x, np.ones_like(x))
+    assert d.codes == ["ok"] and d.forward_calls == 2 * x.size + 3
+
+
+# --------------------------------------------------------------------------
+# The random grad_output probe
+# --------------------------------------------------------------------------
+
+
+def _ignoring_pair():
+    x = _x(24)
+    _, mask = dropout(x, 0.3, seed=7)
+    return (lambda v: dropout(v, 0.3, seed=7)[0], lambda g, v: mask / np.float32(0.7), x, np.ones_like(x))
+
+
+def test_backward_ignoring_grad_output_passes_all_ones_but_is_flagged():
+    forward, backward, x, ones = _ignoring_pair()
+    assert check_gradient(forward, backward, x, ones, raise_on_failure=False).passed
+    d = diagnose(forward, backward, x, ones)
+    assert d.passed and d.primary.code == "wrong-backward"
+    assert "ignores grad_output" in d.primary.evidence
+    assert "passes with your grad_output but not with random ones" in d.primary.evidence
+
+
+def test_probe_seed_makes_the_diagnosis_repeatable():
+    forward, backward, x, ones = _ignoring_pair()
+    first, again = diagnose(forward, backward, x, ones, seed=11), diagnose(forward, backward, x, ones, seed=11)
+    assert first.findings == again.findings and first.trials == again.trials
+    other = diagnose(forward, backward, x, ones, seed=12)
+    assert other.primary.code == "wrong-backward" and other.trials != first.trials
+
+
+# --------------------------------------------------------------------------
+# Callers' arrays
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["inplace-forward", "backward-writes-grad-output", "backward-scratch-x"])
+def test_callers_arrays_are_never_changed(name):
+    forward, backward, x, g = mutants.by_name(name).build("float32", 0)
+    x_before, g_before = x.copy(), g.copy()
+    d = diagnose(forward, backward, x, g)
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_array_equal(g, g_before)
+    assert d.primary.code == "input-mutation"
+    # x written by forward or backward fails the plain check, as in check_gradient.
+    assert d.result.input_mutated == (name != "backward-writes-grad-output")
+
+
+# --------------------------------------------------------------------------
+# Report text and HTML
+# --------------------------------------------------------------------------
+
+
+def test_text_report_is_aligned_and_complete():
+    d = mutants.by_name("nominal-step-float32").diagnose()
+    text = str(d)
+    lines = text.splitlines()
+    assert lines[0].startswith("Gradient check FAILED for float32")
+    assert "divide_by=nominal" in lines[1]
+    assert "precision" in text and d.primary.evidence in text and d.primary.suggestion in text
+    evidence_col = [line.index("evidence:") for line in lines if "evidence:" in line]
+    suggestion_col = [line.index("suggestion:") for line in lines if "suggestion:" in line]
+    assert evidence_col == suggestion_col
+    trial_rows = [line for line in lines if line.startswith("  float32")]
+    assert len(trial_rows) == len(d.trials) >= 2
+    assert len({len(row) for row in trial_rows}) == 1  # right-aligned numbers: equal widths
+
+
+def test_lines_are_one_per_finding_primary_first():
+    d = mutants.by_name("other-seed-mask").diagnose()
+    lines = d.lines()
+    assert lines[0].startswith("Diagnosis") and len(lines) == 1 + len(d.findings)
+    assert lines[1].startswith("  1. mask-mismatch:")
+
+
+def test_html_escapes_text():
+    result = mutants.by_name("tanh").diagnose().result
+    evil = Finding("wrong-backward", "<b>hyp</b>", 'a < b & "c"', "<script>alert(1)</script>")
+    page = Diagnosis(result, [evil])._repr_html_()
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "a &lt; b &amp; &quot;c&quot;" in page and "&lt;b&gt;hyp&lt;/b&gt;" in page
+    assert page.count("<td>") == 5  # one finding row of five cells (no trials recorded)
+
+
+def test_ok_finding_uses_the_fixed_hypothesis_text():
+    d = mutants.by_name("dropout").diagnose("float64")
+    assert d.primary == Finding("ok", HYPOTHESES["ok"], d.primary.evidence, "nothing to fix")
+
+
+# --------------------------------------------------------------------------
+# Bad input
+# --------------------------------------------------------------------------
+
+
+def _ok_args():
+    x = _x(6, np.float64)
+    return np.tanh, (lambda g, v: g * (1 - np.tanh(v) ** 2)), x, np.ones_like(x)
+
+
+@pytest.mark.parametrize(("change", "error", "match"), [
+    ({"forward": 3}, TypeError, "forward must be callable"),
+    ({"backward": None}, TypeError, "backward must be callable"),
+    ({"x": np.arange(4)}, TypeError, "x must be a floating-point array"),
+    ({"x": np.zeros(0), "grad_output": np.zeros(0)}, ValueError, "x must have at least one element"),
+    ({"grad_output": np.ones(5)}, ValueError, "grad_output must have the shape"),
+    ({"grad_output": np.full(6, np.nan)}, ValueError, "grad_output must be finite"),
+    ({"grad_output": np.array(["a"] * 6)}, TypeError, "grad_output must be a real numeric array"),
+    ({"rtol": -1.0}, ValueError, "rtol"),
+    ({"atol": "0"}, TypeError, "atol"),
+    ({"eps": 0.0}, ValueError, "eps"),
+    ({"divide_by": "half"}, ValueError, "divide_by"),
+    ({"seed": -1}, ValueError, "seed"),
+    ({"seed": 1.5}, TypeError, "seed"),
+    ({"backward": lambda g, v: g[:3]}, ValueError, "backward must return an array of x's shape"),
+    ({"forward": lambda v: np.full_like(v, np.inf)}, ValueError, "non-finite"),
+])
+def test_bad_input_is_refused_naming_the_argument(change, error, match):
+    forward, backward, x, g = _ok_args()
+    args = {"forward": forward, "backward": backward, "x": x, "grad_output": g, **change}
+    positional = [args.pop(k) for k in ("forward", "backward", "x", "grad_output")]
+    with pytest.raises(error, match=match):
+        diagnose(*positional, **args)
+
+
+def test_step_that_collapses_with_realised_divide_is_refused():
+    forward, backward, x, g = _ok_args()
+    with pytest.raises(ValueError, match="too small"):
+        diagnose(forward, backward, x.astype(np.float32), g, eps=1e-12)
+
+
+def test_catalogue_lookups_refuse_bad_names_and_dtypes():
+    with pytest.raises(KeyError, match="no catalogue entry"):
+        mutants.by_name("nope")
+    with pytest.raises(ValueError, match="dtype"):
+        mutants.by_name("tanh").build("int32")
+
+
+# --------------------------------------------------------------------------
+# check_gradient appends the diagnosis to its failure message
+# --------------------------------------------------------------------------
+
+
+def test_check_gradient_failure_message_carries_the_diagnosis():
+    forward, backward, x, g = mutants.by_name("missing-scale").build("float32", 0)
+    with pytest.raises(GradientCheckError) as caught:
+        check_gradient(forward, backward, x, g)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "Gradient check failed for float32: gradient mismatch at index 0"
+    at = lines.index("Diagnosis (most likely cause first):")
+    assert lines[at + 1].startswith("  1. wrong-backward:") and "1-p" in lines[at + 1]
+    assert not caught.value.result.passed
+
+
+def test_check_gradient_failure_survives_a_broken_diagnosis(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("diagnosis exploded")
+
+    monkeypatch.setattr(lib.diagnose, "failure_lines", broken)
+    forward, backward, x, g = mutants.by_name("sign-flip").build("float64", 0)
+    with pytest.raises(GradientCheckError, match="Diagnosis unavailable \\(RuntimeError: diagnosis exploded"):
+        check_gradient(forward, backward, x, g)
+
+
+def test_diagnoses_do_not_nest():
+    # A checked forward that itself runs a failing check: while the outer
+    # diagnosis runs, the inner failures must not start diagnoses of their own.
+    inner = mutants.by_name("missing-scale").build("float64", 0)
+    messages: list[tuple[bool, str]] = []
+
+    def forward(v):
+        try:
+            check_gradient(*inner)
+        except GradientCheckError as error:
+            messages.append((lib.diagnose._ACTIVE.get(), str(error)))
+        return 3.0 * v
+
+    x = _x(2, np.float64)
+    lines = failure_lines(forward, lambda g, v: 3.0 * g, x, np.ones_like(x))
+    assert lines[1].startswith("  1. ok:")
+    inside = [text for active, text in messages if active]
+    assert len(inside) == len(messages) > 0
+    assert all("Diagnosis" not in text for text in inside)
+    # Outside a diagnosis the same inner failure is diagnosed.
+    with pytest.raises(GradientCheckError, match="Diagnosis \\(most likely cause first\\)"):
+        check_gradient(*inner)
