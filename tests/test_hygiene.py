@@ -54,6 +54,16 @@ def test_parameters_cell_is_first_and_holds_only_annotated_literals(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_sees_every_parameter(path):
+    # papermill's parser drops a line it cannot read (e.g. a help comment with
+    # "="), and a dropped name silently stops receiving -p overrides.
+    nb = nbformat.read(str(path), as_version=4)
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    written = [ast.parse(line.split("  #")[0]).body[0].target.id for line in first.source.splitlines() if line.strip()]
+    assert list(workbook.declared_parameters(path)) == written
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_verdict_cell_prints_one_verdict_line(path):
     nb = nbformat.read(str(path), as_version=4)
     tagged = [c for c in nb.cells if "verdict" in c.metadata.get("tags", [])]
