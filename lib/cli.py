@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import html
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from lib import replica, workbook
+from lib import replica, report, workbook
 
 
 def _add_diagnose(commands) -> None:
@@ -98,27 +97,6 @@ def _summary(runs, total: float) -> str:
     return "\n".join(lines)
 
 
-def write_index(runs, output: Path, parameters: list) -> Path:
-    """index.html: the summary table linking each notebook's HTML export."""
-    rows = "\n".join(
-        f"<tr><td><a href='{html.escape(r.output.with_suffix('.html').name)}'>{html.escape(r.source.stem)}</a>"
-        f"</td><td>{html.escape(r.status)}</td><td>{r.seconds:.1f} s</td><td>{html.escape(r.verdict)}</td></tr>"
-        for r in runs)
-    params = ", ".join(f"{html.escape(n)}={html.escape(v)}" for n, v in parameters) or "defaults"
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Dropout gradient check: workbook report</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:4px 10px;text-align:left;
-border-bottom:1px solid #ddd}}</style></head>
-<body><h1>Dropout gradient check: workbook report</h1><p>Parameters: {params}</p>
-<table><tr><th>notebook</th><th>status</th><th>time</th><th>verdict</th></tr>
-{rows}
-</table></body></html>
-"""
-    target = output / "index.html"
-    target.write_text(page, encoding="utf-8")
-    return target
-
-
 def _run(args) -> int:
     notebooks = workbook.discover(args.notebook_dir)
     selected = workbook.select(notebooks, args.notebooks)
@@ -147,10 +125,8 @@ def _run(args) -> int:
             if run.error:
                 print(f"        {run.error}", flush=True)
     if args.html:
-        for run in runs:
-            if run.output.exists():
-                workbook.export_html(run)
-        print(f"HTML report: {write_index(runs, output, args.parameter)}")
+        index = report.write_report(runs, output, args.parameter, total=time.perf_counter() - start)
+        print(f"HTML report: {index}")
     if args.update_sources:
         for run in runs:
             if run.status == "ok":

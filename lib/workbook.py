@@ -166,6 +166,9 @@ def strip_run_metadata(notebook):
     """Remove what changes on every run (papermill timings, execution timestamps)."""
     notebook = copy.deepcopy(notebook)
     notebook.metadata.pop("papermill", None)
+    # Widget state carries fresh model ids on every run; a reopened notebook
+    # rebuilds its widgets by running the cell again.
+    notebook.metadata.pop("widgets", None)
     notebook.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python",
                                        "name": KERNEL_NAME}
     for cell in notebook.cells:
@@ -208,14 +211,10 @@ def execute(source: Path, output: Path, parameters: dict) -> NotebookRun:
 
 
 def export_html(run: NotebookRun) -> Path:
-    """Write run.output as self-contained HTML (figures embedded as data URIs)."""
-    import nbformat
-    from nbconvert import HTMLExporter
+    """Write run.output as self-contained HTML (figures embedded as data URIs); see lib.report."""
+    from lib.report import export_notebook
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(run.output), as_version=4))
-    target = run.output.with_suffix(".html")
-    target.write_text(body, encoding="utf-8")
-    return target
+    return export_notebook(run.output)
 
 
 def update_source(run: NotebookRun) -> None:
@@ -227,6 +226,7 @@ def update_source(run: NotebookRun) -> None:
     os.close(handle)
     try:
         nbformat.write(clean, temporary)
+        os.chmod(temporary, os.stat(run.source).st_mode & 0o7777)  # mkstemp makes it 0600
         os.replace(temporary, run.source)
     finally:
         if os.path.exists(temporary):

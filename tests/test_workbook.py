@@ -128,9 +128,11 @@ def test_failing_notebook_names_the_notebook_and_cell_and_exits_nonzero(tiny_wor
 
 def test_update_sources_rewrites_only_on_success(tiny_workbook, tmp_path):
     source = tiny_workbook / "01_first.ipynb"
+    source.chmod(0o644)
     code = main(["run", "1", "--notebook-dir", str(tiny_workbook), "--output", str(tmp_path / "b"),
                  "--update-sources"])
     assert code == 0
+    assert source.stat().st_mode & 0o777 == 0o644  # a rewritten source keeps its permissions
     stored = json.loads(source.read_text())
     assert "papermill" not in stored["metadata"]
     code_cells = [c for c in stored["cells"] if c["cell_type"] == "code"]
