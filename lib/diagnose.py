@@ -13,7 +13,9 @@ pair and names the most likely cause:
                               product (a constant factor, identity, ignoring
                               or mishandling grad_output, or no pattern)
     precision                 the mismatch disappears with the realised step,
-                              the dtype-aware step, or in float64
+                              the dtype-aware step, or in float64, and is
+                              within the finite-difference budget of the
+                              dtype and step (or no jump explains it)
     input-mutation            forward or backward writes into an array it is given
 
 The evidence, all from calls of the user's own functions:
@@ -32,18 +34,31 @@ The evidence, all from calls of the user's own functions:
    d out_i / d x_i and whether any other output moved (elementwise or not).
 5. Precision: if the check fails, it is repeated with the realised step (free:
    the same differences), with the dtype-aware step (if `eps` was given), and
-   in float64 (x upcast). A mismatch that vanishes there is rounding.
-6. Attribution of a real error, in float64 where possible: the forward's local
-   slopes give its keep pattern (zero vs nonzero slope), the backward's slopes
-   (backward(r) / r) give the backward's. Equal patterns with a constant ratio
-   mean a wrong factor; dropout-like patterns with the same scale but
-   different support mean a mask mismatch. When no pattern fits, the worst
-   element is differenced again at half the step: a change that does not
-   shrink is a jump (a mask that depends on x's values, or a discontinuity).
+   in float64 (x upcast). A mismatch that vanishes with the realised step is
+   rounding of x+eps and x-eps. One that vanishes at another step or in
+   float64 is rounding only if the failing pass missed by no more than a few
+   times its budget: machine eps times the size of the outputs that moved,
+   over the step, plus a smooth function's truncation error. Beyond that the
+   other pass only used a step that misses what this one straddles: the
+   worst element is searched for a jump (below); with none, it is truncation
+   at a step too coarse for the forward (a kink, or sharp curvature).
+6. Attribution of a real error, in float64 where possible. First the
+   probe-based tests of the backward (repeatable, depends on grad_output
+   unless it is all zeros, linear, not the identity), then a search for a jump
+   in the forward at the worst element, since one difference quotient across
+   a jump makes every slope meaningless: the step is bisected towards the
+   half that holds the larger change; a continuous function's change soon
+   splits between the halves, a jump's never does (a mask that depends on
+   x's values if other outputs switch between zero and nonzero across it,
+   else a discontinuity). Then the forward's local slopes give its keep
+   pattern (zero vs nonzero slope), the backward's slopes (backward(r) / r)
+   give the backward's. Equal patterns with a constant ratio mean a wrong
+   factor; dropout-like patterns with the same scale but different support
+   mean a mask mismatch.
 
 The cost is one dense check (2 forward calls per element of x), plus one or
-two more when the check fails, plus at most 7 forward calls at single points
-and 5 backward calls per dense pass.
+two more when the check fails, plus at most 17 forward calls at single points
+(3 at x, up to 14 in one jump search) and 5 backward calls per dense pass.
 """
 
 from __future__ import annotations
@@ -81,6 +96,13 @@ HYPOTHESES = {
 }
 
 DIVIDE_BY = ("realised", "nominal")
+
+# A failure that another step or float64 resolves counts as rounding only
+# when it is within this many times its finite-difference budget (see
+# _budget_excess). Correct pairs in float16 and float32 stay below 4 (the
+# catalogue's precision entries below 1); a unit jump inside float32's step
+# misses by ~4e4, a kink by ~1e4, tanh(50 x) by ~1e3.
+_BUDGET_MULTIPLE = 10.0
 
 # Relative agreement that float64 central differences at the dtype-aware step
 # reach with ease (~1e-10); a float64 mismatch below it is a tolerance set
@@ -318,6 +340,10 @@ class _Pass:
 
     analytical, numerical, realised: (k, n); `numerical` is divided the way
     this pass's check divides, `realised` always by the realised step.
+    noise: (k, n) how far rounding of the forward's outputs alone can move
+    `realised`: machine eps of x's dtype times the probe-weighted size of
+    the outputs that changed, over the realised step (inf where x+eps and
+    x-eps round to the same value).
     slope: (n,) d out_i / d x_i (realised step) when out.size == n, else None;
     cross: (n,) max |d out_j / d x_i| over j != i, same condition.
     homogeneous: (n,) backward(-2 r1) for the first random probe r1.
@@ -331,6 +357,7 @@ class _Pass:
     analytical: np.ndarray
     numerical: np.ndarray
     realised: np.ndarray
+    noise: np.ndarray
     half: np.ndarray
     width: np.ndarray
     slope: np.ndarray | None
@@ -374,6 +401,9 @@ def _run_pass(session: _Session, label: str, x: np.ndarray, probes: list[np.ndar
     k, m = weights.shape
     numerical = np.empty((k, n))
     realised = np.empty((k, n))
+    noise = np.empty((k, n))
+    unit = float(np.finfo(x.dtype).eps)
+    abs_weights = np.abs(weights)
     width = np.empty(n)
     elementwise_shape = m == n
     slope = np.empty(n) if elementwise_shape else None
@@ -400,6 +430,17 @@ def _run_pass(session: _Session, label: str, x: np.ndarray, probes: list[np.ndar
         projected = weights @ d
         numerical[:, i] = projected / (w if divide_by == "realised" else 2.0 * flat_half[i])
         realised[:, i] = projected / w if w else np.nan
+        # Outputs computed identically on both sides cancel exactly; each output
+        # that changed carries a rounding error of about one unit of its size.
+        # So does x_i's own output (which may round to the same value on both
+        # sides), and every output when none changed.
+        counted = d != 0.0
+        if elementwise_shape:
+            counted[i] = True
+        if not counted.any():
+            counted[:] = True
+        size = np.where(counted, np.maximum(np.abs(out_plus), np.abs(out_minus)).reshape(-1), 0.0)
+        noise[:, i] = unit * (abs_weights @ size) / w if w else np.inf
         width[i] = w
         if elementwise_shape:
             slope[i] = d[i] / w if w else np.nan
@@ -410,7 +451,7 @@ def _run_pass(session: _Session, label: str, x: np.ndarray, probes: list[np.ndar
     # -2 r1 is exact in any binary float dtype, so a linear backward meets it bit for bit.
     homogeneous = session.backward(np.asarray(probes[1] * probes[1].dtype.type(-2)), x, strict).reshape(-1)
     repeat = session.backward(probes[1], x, strict).reshape(-1)
-    return _Pass(label, x.dtype, weights, analytical, numerical, realised, flat_half.copy(), width,
+    return _Pass(label, x.dtype, weights, analytical, numerical, realised, noise, flat_half.copy(), width,
                  slope, cross, homogeneous, repeat, x, rtol, atol)
 
 
@@ -544,7 +585,11 @@ def _explain(session: _Session, pass_: _Pass, x_shape: tuple, user_failed: bool,
         )]
 
     # A backward that ignores grad_output returns the same array for every probe.
-    if np.all(_same(a[1], a[2], 0.0)) and not np.all(_same(probes[1], probes[2], 0.0)):
+    # All zeros is the same for every probe too, but legitimately so (the
+    # zero map is linear): whether zero is the right gradient is for the
+    # forward's slopes to say, below.
+    zero = not np.any(a)
+    if not zero and np.all(_same(a[1], a[2], 0.0)) and not np.all(_same(probes[1], probes[2], 0.0)):
         return [_finding(
             "wrong-backward",
             f"{context}backward ignores grad_output: it returned the same gradient for two different "
@@ -571,13 +616,27 @@ def _explain(session: _Session, pass_: _Pass, x_shape: tuple, user_failed: bool,
             "apply the forward's local derivative: grad_x = grad_output * d out / d x",
         )]
 
+    # A jump inside the step makes every slope below meaningless (one element's
+    # difference quotient is jump / step), so look for one first.
+    jump = _jump(session, pass_, context, where)
+    if jump is not None:
+        return [jump]
+
+    if zero:
+        n = pass_.realised
+        nonzero = np.any(np.abs(n) > rel * max(float(np.max(np.abs(n))), 1e-300), axis=0)
+        return [_finding(
+            "wrong-backward",
+            f"{context}backward returns zeros for every grad_output, while the numerical gradient is nonzero at "
+            f"{int(nonzero.sum())}/{nonzero.size} elements, with no jump inside the step at the worst one; "
+            f"{_worst(pass_, 0 if user_failed else 1)}{where}",
+            "return grad_output times the forward's local derivative (for dropout, grad_output * mask / (1 - p)), "
+            "not zeros",
+        )]
+
     findings = _explain_elementwise(pass_, x_shape, rel, context, where)
     if findings:
         return findings
-
-    jump = _jump(session, pass_)
-    if jump is not None:
-        return [jump]
 
     # Not elementwise (or no pattern there): a constant ratio a/n over all probes?
     n = pass_.realised
@@ -631,10 +690,6 @@ def _explain_elementwise(pass_: _Pass, x_shape: tuple, rel: float, context: str,
     if ff is not None and fb is not None:
         keep_f, c_f = ff
         keep_b, c_b = fb
-        if not keep_b.any():
-            return [_finding("wrong-backward", f"{context}backward returns zeros while the forward keeps "
-                             f"{int(keep_f.sum())}/{n} elements{where}",
-                             "apply grad_output * mask / (1 - p) instead of zeros")]
         if np.array_equal(keep_f, keep_b) and c_f != 0:
             k = c_b / c_f
             dropout_name = _dropout_factor_name(k, c_f)
@@ -702,54 +757,162 @@ def _explain_elementwise(pass_: _Pass, x_shape: tuple, rel: float, context: str,
     )]
 
 
-def _jump(session: _Session, pass_: _Pass) -> Finding | None:
-    """Does forward jump between x-eps and x+eps at the worst element? (4 forward calls)
+# Bisections of the step when looking for a jump: enough to tell a jump from
+# a kink anywhere but within 1/4096 of the step's ends.
+_BISECTIONS = 12
 
-    A smooth forward's output moves in proportion to the step, so halving the
-    step halves the change; across a jump the change stays the size of the
-    jump. A jump whose zero pattern moves too means the mask itself depends on
-    x: the check's +eps and -eps calls use different masks, the
-    nondeterministic-forward failure in a form repeated calls at x cannot see.
+
+class _Jump(NamedTuple):
+    """A jump of forward inside [x_i - eps, x_i + eps], located by bisection."""
+
+    index: int  # flat index of the element of x that was moved
+    probe: int  # the probe whose worst element this is
+    value: float  # x_i
+    half: float  # eps at x_i
+    total: float  # max |change of any output| between x_i - eps and x_i + eps
+    change: float  # the same over the final interval
+    low: float  # the final interval, as stored in x's dtype
+    high: float
+    splits: int  # bisections done
+    adjacent: bool  # the final interval's ends are neighbouring values of the dtype
+    zero_moves: int  # other outputs switching between zero and nonzero across it
+
+
+def _locate_jump(session: _Session, pass_: _Pass, element: tuple[int, int] | None = None) -> _Jump | None:
+    """Does forward jump between x-eps and x+eps at the worst element? (3 to 14 forward calls)
+
+    A continuous forward's change over an interval splits between the two
+    halves, so bisecting towards the larger half soon finds one that holds
+    little of it; across a jump one half always holds the whole jump. This
+    finds a jump anywhere in the step (not only close to x), and tells it from
+    a kink, whose change splits once the interval is narrower than its
+    distance to the kink. `element` (probe, flat index) picks where to look;
+    default: the worst element of the pass.
     """
-    r = pass_.ratios()
-    probe = 0 if np.any(r[0] > 1.0) else int(np.argmax(r.max(axis=1)))
-    i = int(np.argmax(r[probe]))
+    if element is None:
+        r = pass_.ratios()
+        probe = 0 if np.any(r[0] > 1.0) else int(np.argmax(r.max(axis=1)))
+        element = probe, int(np.argmax(r[probe]))
+    probe, i = element
     cast = pass_.x.dtype.type
-    value = float(pass_.x.reshape(-1)[i])
-    changes, scale, zero_moves = [], 0.0, 0
-    for h in (pass_.half[i], pass_.half[i] / 2):
-        outs = []
-        for sign in (1.0, -1.0):
-            work = pass_.x.copy()
-            work.reshape(-1)[i] = cast(value + sign * h)
-            try:
-                outs.append(session.forward(work, strict=False).reshape(-1))
-            except _Unavailable:
-                return None
-        changes.append(float(np.max(np.abs(outs[0] - outs[1]))))
-        scale = max(scale, float(np.max(np.abs(outs[0]))), float(np.max(np.abs(outs[1]))))
-        moved = (outs[0] == 0) != (outs[1] == 0)
+    value, h = float(pass_.x.reshape(-1)[i]), float(pass_.half[i])
+
+    def at(point) -> np.ndarray:
+        work = pass_.x.copy()
+        work.reshape(-1)[i] = point
+        return session.forward(work, strict=False).reshape(-1)
+
+    def zero_moves(a: np.ndarray, b: np.ndarray) -> int:
+        moved = (a == 0) != (b == 0)
         if moved.size == pass_.x.size:
             moved[i] = False  # element i's own output may cross zero (a kink), others must not move
-        zero_moves = max(zero_moves, int(moved.sum()))
-    # The change must be a visible part of the output and must not shrink with the step.
-    if not (changes[0] > 1e-3 * scale and changes[1] >= 0.8 * changes[0]):
+        return int(moved.sum())
+
+    low, high = cast(value - h), cast(value + h)
+    try:
+        out_low, out_high = at(low), at(high)
+        total = float(np.max(np.abs(out_high - out_low)))
+        scale = max(float(np.max(np.abs(out_low))), float(np.max(np.abs(out_high))))
+        # The change must be a visible part of the output.
+        if not total > 1e-3 * scale:
+            return None
+        moves = zero_moves(out_low, out_high)
+        change, splits, adjacent = total, 0, False
+        for splits in range(1, _BISECTIONS + 1):
+            middle = cast((float(low) + float(high)) / 2.0)
+            if middle in (low, high):
+                adjacent, splits = True, splits - 1
+                break
+            out_middle = at(middle)
+            left = float(np.max(np.abs(out_middle - out_low)))
+            right = float(np.max(np.abs(out_high - out_middle)))
+            if max(left, right) < 0.75 * change:
+                return None  # the change splits: continuous at this scale
+            if left >= right:
+                high, out_high, change = middle, out_middle, left
+            else:
+                low, out_low, change = middle, out_middle, right
+    except _Unavailable:
         return None
-    text = (f"forward gives identical outputs at the same x, but jumps between x-eps and x+eps: at flat index {i} "
-            f"its output changes by up to {changes[0]:.4g} over eps={pass_.half[i]:.3g} and still by "
-            f"{changes[1]:.4g} over half that step, where a smooth function's change would halve")
-    if zero_moves:
+    moves = max(moves, zero_moves(out_low, out_high))
+    return _Jump(i, probe, value, h, total, change, float(low), float(high), splits, adjacent, moves)
+
+
+def _interval(low: float, high: float) -> str:
+    """low and high with just enough digits to tell them apart."""
+    for digits in range(4, 18):
+        a, b = f"{low:.{digits}g}", f"{high:.{digits}g}"
+        if a != b:
+            return f"{a} and {b}"
+    return f"{low!r} and {high!r}"
+
+
+def _jump_text(jump: _Jump) -> str:
+    where = "between neighbouring floats" if jump.adjacent else f"after {jump.splits} bisections of the step"
+    return (f"forward gives identical outputs at the same x but jumps within the step: at flat index "
+            f"{jump.index} (x = {jump.value:.6g}, eps = {jump.half:.3g}) its output changes by up to "
+            f"{jump.total:.4g}, and still by {jump.change:.4g} {where}, between x = "
+            f"{_interval(jump.low, jump.high)}, where a continuous function's change would split between the halves")
+
+
+def _jump_finding(pass_: _Pass, jump: _Jump, lead: str = "", where: str = "") -> Finding:
+    """The finding for a located jump; `lead` says how the diagnosis got here."""
+    text = lead + _jump_text(jump)
+    if jump.zero_moves:
         return _finding(
             "nondeterministic-forward",
-            f"{text}; {zero_moves} outputs switch between zero and nonzero: the mask depends on x's values, "
-            "so the check's +eps and -eps calls use different masks",
+            f"{text}; {jump.zero_moves} outputs switch between zero and nonzero: the mask depends on x's values, "
+            f"so the check's +eps and -eps calls use different masks{where}",
             "draw the mask independently of x's values (a fixed seed, or the mask of the test's own forward call)",
         )
+    k, i = jump.probe, jump.index
+    distance = abs(0.5 * (jump.low + jump.high) - jump.value)
     return _finding(
         "wrong-backward",
-        f"{text}: the forward is discontinuous there, so no finite difference can check a gradient at this x",
-        "check at points away from the discontinuity (rounding, branches, thresholds), or test the pieces apart",
+        f"{text}; the jump lies {distance:.3g} from x. No finite difference across a jump can check a "
+        f"gradient: the backward gives {pass_.analytical[k, i]:.6g} there, the numerical gradient is "
+        f"{pass_.numerical[k, i]:.6g}. Counted as wrong-backward: the backward has no term for the jump (no "
+        f"backward can return one), and neither rounding nor a mask explains the mismatch{where}",
+        "check at points farther than eps from the discontinuity (rounding, branches, thresholds), or test "
+        "the pieces apart; do not loosen rtol, which would hide real errors",
     )
+
+
+def _jump(session: _Session, pass_: _Pass, context: str = "", where: str = "") -> Finding | None:
+    jump = _locate_jump(session, pass_)
+    return None if jump is None else _jump_finding(pass_, jump, context, where)
+
+
+def _budget_excess(pass_: _Pass) -> tuple[float, int, int]:
+    """How many times its finite-difference budget the pass's worst failing element misses by.
+
+    The budget of numerical[k, i] is what a correct gradient can be off by:
+    rounding of the outputs (`noise`), the exact effect of dividing by the
+    nominal rather than the realised step, a smooth function's truncation
+    error, taken as (eps / max(1, |x|))^2 relative (a function that bends on
+    the scale of x itself), and a few units of the dtype for the backward's
+    own rounding. Returns (multiple, probe, flat index) of the worst failing
+    element; multiple 0 when no element fails. An element whose step collapsed
+    (x+eps and x-eps stored as the same value) has no limit: nothing at all
+    can be measured there.
+    """
+    a, n = pass_.analytical, pass_.numerical
+    failing = pass_.ratios() > 1.0
+    if not failing.any():
+        return 0.0, 0, 0
+    unit = float(np.finfo(pass_.dtype).eps)
+    relative_step = pass_.half / np.maximum(1.0, np.abs(pass_.x.reshape(-1).astype(np.float64)))
+    with np.errstate(invalid="ignore"):
+        width_error = np.abs(pass_.realised - n)
+    width_error[np.isnan(width_error)] = np.inf
+    budget = pass_.noise + width_error + (relative_step ** 2 + 4.0 * unit) * np.maximum(np.abs(a), np.abs(n))
+    error = np.abs(a - n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        multiple = np.where(np.isinf(budget), 0.0, error / budget)
+    multiple[np.isnan(multiple)] = np.inf  # non-finite gradients: no budget covers them
+    multiple[~failing] = 0.0
+    k, i = np.unravel_index(int(np.argmax(multiple)), multiple.shape)
+    return float(multiple[k, i]), int(k), int(i)
 
 
 def _budget_ok(pass_: _Pass) -> tuple[bool, float]:
@@ -764,8 +927,11 @@ def _budget_ok(pass_: _Pass) -> tuple[bool, float]:
 
 
 def _precision_finding(first: _Pass, resolved_by: str, resolving: _Pass | None, worst_rel: float,
-                       eps) -> Finding:
+                       eps, multiple: float = np.nan) -> Finding:
     before = first.trial().user
+    budget = ("" if np.isnan(multiple) else
+              f"; the mismatch is {multiple:.2g} times {first.dtype}'s finite-difference budget at this step "
+              "(rounding of the outputs plus a smooth function's truncation)")
     if resolved_by == "realised":
         i = int(np.argmax(first.ratios()[0]))
         two_h = 2.0 * first.half[i]
@@ -787,7 +953,8 @@ def _precision_finding(first: _Pass, resolved_by: str, resolving: _Pass | None, 
         return _finding(
             "precision",
             f"max error/tolerance {before:.3g} with eps={eps:g}, {after:.3g} with the dtype-aware step "
-            f"cbrt(machine eps) * max(1, |x|) (median {typical:.3g}) in {first.dtype}: at eps={eps:g} {why}",
+            f"cbrt(machine eps) * max(1, |x|) (median {typical:.3g}) in {first.dtype}: at eps={eps:g} {why}"
+            f"{budget}",
             "use eps=None (a dtype-aware step) and divide by the realised step",
         )
     if resolved_by == "float64":
@@ -796,7 +963,7 @@ def _precision_finding(first: _Pass, resolved_by: str, resolving: _Pass | None, 
             "precision",
             f"max error/tolerance {before:.3g} in {first.dtype}, {after:.3g} for the same check in float64 "
             f"(x upcast, dtype-aware step): the formula is right, {first.dtype} finite differences "
-            "are not accurate enough for this tolerance",
+            f"are not accurate enough for this tolerance{budget}",
             f"check gradients in float64; if the check must run in {first.dtype}, loosen rtol to its "
             "rounding budget (about 1e-2 for float16)",
         )
@@ -807,6 +974,51 @@ def _precision_finding(first: _Pass, resolved_by: str, resolving: _Pass | None, 
         "a central difference can resolve",
         "use a tolerance above the finite-difference budget (rtol >= 1e-6 in float64, 1e-3 in float32)",
     )
+
+
+def _resolved_elsewhere(session: _Session, first: _Pass, failed: list[_Pass], resolved_by: str,
+                        resolving: _Pass, eps, probe: bool) -> list[Finding]:
+    """A check that fails in x's dtype but passes at the dtype-aware step or in float64.
+
+    Precision only when the failure is within the failing pass's budget. Beyond
+    it, the difference between the passes is the step: look for a jump the
+    failing step straddles and the other does not reach (wrong-backward, or
+    nondeterministic-forward when a mask moves with x); with no jump, it is
+    truncation at a step too coarse for the forward (still precision, with
+    another suggestion). `probe` False skips the jump search (a finding
+    already explains a failure of the other pass).
+    """
+    (multiple, k, i), worst = max(((_budget_excess(p), p) for p in failed), key=lambda e: e[0][0])
+    if multiple <= _BUDGET_MULTIPLE:
+        return [_precision_finding(first, resolved_by, resolving, np.nan, eps, multiple)]
+    before = worst.trial().user
+    after = resolving.trial().user
+    other = ("in float64 (x upcast, dtype-aware step)" if resolved_by == "float64"
+             else "at the dtype-aware step")
+    head = (f"max error/tolerance {before:.3g} in {worst.dtype} at eps = {worst.half[i]:.3g} is "
+            f"{multiple:.3g} times the finite-difference budget there (rounding of the outputs over the "
+            f"step, plus a smooth function's truncation), so it is not rounding, although the check {other} "
+            f"passes (max error/tolerance {after:.3g})")
+    jump = _locate_jump(session, worst, (k, i)) if probe else None
+    if jump is not None:
+        at = 0.5 * (jump.low + jump.high)
+        reach = resolving.half[jump.index]
+        why = (f" only because its step there, {reach:.3g}, does not reach the jump" if abs(at - jump.value) > reach
+               else "")
+        return [_jump_finding(worst, jump, f"{head}{why}; ")]
+    bend = ("the forward has no jump there (its change splits between the halves when the step is bisected), "
+            "so it bends on a scale below eps (a kink within the step, or curvature the step is too coarse "
+            "for): the mismatch is the finite difference's truncation error, not the formula" if probe else
+            "a kink, sharp curvature or a jump within eps of x would do this (not searched for: another "
+            "finding explains the random grad_outputs' failure)")
+    return [_finding(
+        "precision",
+        f"{head}: at the worst element (flat index {i}, x = {float(worst.x.reshape(-1)[i]):.6g}, "
+        f"{'your grad_output' if k == 0 else 'a random grad_output'}) a = {worst.analytical[k, i]:.6g}, "
+        f"n = {worst.numerical[k, i]:.6g}; {bend}",
+        "check with a step below the scale on which the forward bends (in float64, as the check that "
+        "passed), or at points farther than eps from kinks; do not loosen rtol, which would hide real errors",
+    )]
 
 
 # --------------------------------------------------------------------------
@@ -854,7 +1066,7 @@ def diagnose(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, eps=Non
         Diagnosis: `.passed`, `.result` (GradCheckResult of the plain check with
         your grad_output and settings), `.findings` ranked with the primary cause
         first. Costs one dense check (2 forward calls per element), plus up to two
-        more when the check fails, plus at most 7 forward calls at single points
+        more when the check fails, plus at most 17 forward calls at single points
         and 5 backward calls per dense pass.
 
     Raises:
@@ -914,11 +1126,14 @@ def _diagnose(forward, backward, x, grad_output, rtol, atol, eps, divide_by, see
         if user_failed and first.passes("realised")[0]:
             resolved_by = "realised"
     unavailable = ""
+    failed_passes = [first]  # passes in x's dtype whose failure a rerun may resolve
     if not np.all(best.passes(best_which)) and eps is not None:
         best = _run_pass(session, f"{x.dtype}, dtype-aware step, realised step", x, probes,
                          default_step(x), "realised", rtol, atol, strict=True)
         best_which = "numerical"
         trials.append(best.trial())
+        if not best.passes()[0]:
+            failed_passes.append(best)
         if user_failed and resolved_by is None and best.passes()[0]:
             resolved_by, resolving = "default step", best
     worst_rel = np.nan
@@ -947,7 +1162,12 @@ def _diagnose(forward, backward, x, grad_output, rtol, atol, eps, divide_by, see
         if best_which == "realised":
             best = _Pass(**{**best.__dict__, "numerical": best.realised})
         findings.extend(_explain(session, best, x.shape, bool(not best.passes()[0]), unavailable))
-    if user_failed and resolved_by is not None:
+    if user_failed and resolved_by in ("default step", "float64"):
+        # Another step or dtype passes, but that alone does not make the failure
+        # rounding: a jump or kink within this step, out of reach of the other, passes there too.
+        findings.extend(_resolved_elsewhere(session, first, failed_passes, resolved_by, resolving, eps,
+                                            probe=not real_error))
+    elif user_failed and resolved_by is not None:
         findings.append(_precision_finding(first, resolved_by, resolving, worst_rel, eps))
     elif user_failed and not real_error:
         # Unreachable by construction (a failure is either resolved or real);

@@ -121,6 +121,103 @@ def test_scalar_output_and_float64_rounding_budget():
     assert not d.passed and d.codes == ["precision"]
 
 
+# --------------------------------------------------------------------------
+# Precision only within its budget; jumps inside the step
+# --------------------------------------------------------------------------
+
+_H32 = float(np.finfo(np.float32).eps) ** (1 / 3)  # the dtype-aware float32 step at |x| <= 1
+
+
+def _threshold_pair(c):
+    """x + (x > c): slope 1 everywhere but at c, where it jumps by 1."""
+    return lambda v: v + (v > v.dtype.type(c)).astype(v.dtype), lambda g, v: g
+
+
+def _located_jump(evidence):
+    low, high = re.search(r"between x = (\S+) and (\S+?),", evidence).groups()
+    return float(low), float(high)
+
+
+def test_jump_inside_the_float32_step_is_not_called_precision():
+    # float64's smaller step does not reach the jump at 0.001 and passes; that is no
+    # reason to call a mismatch 4e4 times float32's budget rounding.
+    forward, backward = _threshold_pair(0.001)
+    x = np.array([0.0, 0.5, -1.2, 1.7], np.float32)
+    d = diagnose(forward, backward, x, np.ones(4, np.float32))
+    assert not d.passed and d.codes == ["wrong-backward"], str(d)
+    evidence = d.primary.evidence
+    assert "so it is not rounding" in evidence and "does not reach the jump" in evidence
+    assert "jumps within the step" in evidence and "flat index 0" in evidence
+    low, high = _located_jump(evidence)
+    assert low < 0.001 < high and high - low < 2 * _H32 / 1000
+    assert "do not loosen rtol" in d.primary.suggestion
+    assert all("loosen rtol to" not in f.suggestion for f in d.findings)
+    assert [t.setting.split(",")[0] for t in d.trials] == ["float32", "float64"]
+    assert d.trials[1].user <= 1.0  # the float64 check does pass
+    # One dense check per dtype, 3 calls at x, at most 14 locating the jump.
+    assert d.forward_calls <= 2 * 2 * x.size + 3 + 14
+
+
+@pytest.mark.parametrize("fraction", [-0.9, -0.4, 0.05, 0.3, 0.6, 0.95])
+def test_a_jump_anywhere_in_the_step_is_found(fraction):
+    # Also beyond half the step, where halving the step alone would miss it.
+    c = fraction * _H32
+    forward, backward = _threshold_pair(c)
+    x = np.array([0.0, 0.7, -1.3], np.float32)
+    d = diagnose(forward, backward, x, np.ones(3, np.float32))
+    assert d.codes == ["wrong-backward"], str(d)
+    low, high = _located_jump(d.primary.evidence)
+    assert low <= c <= high
+
+
+@pytest.mark.parametrize("where", [0.001, 0.002, 0.004, -0.003])
+def test_a_kink_inside_the_step_is_truncation_not_a_jump(where):
+    # ReLU's slope changes at 0, within float32's step of x: no jump, so precision,
+    # but not rounding, and not "loosen rtol".
+    x = np.array([where, 0.7, -1.3], np.float32)
+    d = diagnose(lambda v: np.maximum(v, 0), lambda g, v: g * (v > 0), x, np.ones(3, np.float32))
+    assert d.codes == ["precision"], str(d)
+    assert "so it is not rounding" in d.primary.evidence and "truncation" in d.primary.evidence
+    assert "no jump" in d.primary.evidence
+    assert "do not loosen rtol" in d.primary.suggestion and "loosen rtol to" not in d.primary.suggestion
+
+
+@pytest.mark.parametrize("entry", [e for e in mutants.MUTANTS if e.code == "precision"], ids=lambda e: e.name)
+def test_precision_entries_are_within_their_budget(entry):
+    for seed in SEEDS:
+        d = entry.diagnose(entry.dtypes[0], seed)
+        assert d.codes == ["precision"]
+        assert "not rounding" not in d.primary.evidence
+        budget = re.search(r"the mismatch is (\S+) times \w+'s finite-difference budget", d.primary.evidence)
+        if "with the dtype-aware step" in d.primary.evidence or "the same check in float64" in d.primary.evidence:
+            assert budget and float(budget.group(1)) <= 2.0, d.primary.evidence
+        else:  # resolved by the realised step, or by float64's fixed budget
+            assert budget is None
+
+
+def test_zero_backward_at_a_jump_reports_the_jump_not_grad_output():
+    # np.round's slope is 0 almost everywhere, and a zero backward is legitimately
+    # independent of grad_output; what fails is the jump at 0.5.
+    x = np.array([0.2, 0.5, 2.3], np.float32)
+    d = diagnose(np.round, lambda g, v: np.zeros_like(g), x, np.ones(3, np.float32))
+    assert not d.passed and d.codes == ["wrong-backward"], str(d)
+    assert "ignores grad_output" not in d.primary.evidence
+    assert "multiply by grad_output" not in d.primary.suggestion
+    assert "jumps within the step" in d.primary.evidence and "flat index 1" in d.primary.evidence
+    low, high = _located_jump(d.primary.evidence)
+    assert low <= 0.5 <= high
+
+
+@pytest.mark.parametrize("forward", [np.sin, np.cumsum, lambda v: dropout(v, 0.3, seed=3)[0]],
+                         ids=["sin", "cumsum", "dropout"])
+def test_zero_backward_of_a_continuous_forward_is_named_as_zeros(forward):
+    x = _x()
+    d = diagnose(forward, lambda g, v: np.zeros_like(v), x, np.ones_like(x))
+    assert d.primary.code == "wrong-backward", str(d)
+    assert "returns zeros for every grad_output" in d.primary.evidence
+    assert "ignores grad_output" not in d.primary.evidence
+
+
 # The backward's scale for kept elements, and how the diagnosis must name it.
 _WRONG_SCALES = {
     "mask only": (lambda p: 1.0, "misses the 1/(1-p) factor"),
