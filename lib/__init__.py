@@ -3,10 +3,13 @@
 Public pieces:
     lib.dropout    dropout / dropout2d, forward and backward
     lib.gradcheck  check_gradient, numerical_gradient, GradCheckResult
+    lib.fastcheck  check_gradient_fast: random projections and group-testing localisation
+    lib.diagnose   diagnose: why a check failed
     lib.replica    run_original_test: the original failing test, switch by switch
 """
 
 from lib.dropout import dropout, dropout2d, dropout2d_backward, dropout_backward
+from lib.fastcheck import FastCheckResult, check_gradient_fast
 from lib.gradcheck import (
     GradCheckResult,
     GradientCheckError,
@@ -16,9 +19,11 @@ from lib.gradcheck import (
 from lib.replica import replay_original_test, run_original_test
 
 __all__ = [
+    "FastCheckResult",
     "GradCheckResult",
     "GradientCheckError",
     "check_gradient",
+    "check_gradient_fast",
     "dropout",
     "dropout2d",
     "dropout2d_backward",

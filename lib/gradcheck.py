@@ -304,7 +304,8 @@ def build_result(analytical, numerical, step, *, dtype, rtol, atol, divide_by="r
     numerical = np.asarray(numerical, dtype=np.float64)
     tolerance = tolerance_for(analytical, numerical, rtol, atol)
     with np.errstate(invalid="ignore"):
-        within = np.abs(analytical - numerical) <= tolerance
+        # inf <= inf holds, so an infinite gradient would pass without the finiteness test
+        within = (np.abs(analytical - numerical) <= tolerance) & np.isfinite(analytical) & np.isfinite(numerical)
     return GradCheckResult(
         passed=bool(np.all(within)) and not input_mutated,
         dtype=str(np.dtype(dtype)),
@@ -321,8 +322,14 @@ def build_result(analytical, numerical, step, *, dtype, rtol, atol, divide_by="r
 
 
 def check_gradient(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, eps=None,
-                   raise_on_failure=True) -> GradCheckResult:
+                   raise_on_failure=True, mode="dense", probes=2) -> GradCheckResult:
     """Check backward against central differences of forward.
+
+    mode="dense" (default) differences every element: 2N forward calls, and
+    on failure the message ends with lib.diagnose's findings. mode="fast"
+    checks `probes` random projections in 2*probes forward calls and, on
+    failure, localises the failing elements by group testing (see
+    lib.fastcheck.check_gradient_fast, which returns a FastCheckResult).
 
     Args:
         forward: forward(x) -> y, any output shape; must be deterministic.
@@ -332,10 +339,18 @@ def check_gradient(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, e
         rtol, atol: an element passes when |a - n| <= atol + rtol * max(|a|, |n|).
         eps: half-step; None picks a dtype-aware relative step.
         raise_on_failure: raise GradientCheckError (with `.result`) on failure.
+        mode: "dense" or "fast".
+        probes: random projections in fast mode (ignored in dense mode).
 
     Returns:
         GradCheckResult with per-element analytical, numerical, tolerance, step.
     """
+    _checks.choice(mode, "mode", ("dense", "fast"))
+    if mode == "fast":
+        from lib.fastcheck import check_gradient_fast  # lib.fastcheck imports this module
+
+        return check_gradient_fast(forward, backward, x, grad_output, probes=probes, rtol=rtol, atol=atol,
+                                   eps=eps, raise_on_failure=raise_on_failure)
     rtol = _checks.non_negative(rtol, "rtol")
     atol = _checks.non_negative(atol, "atol")
     if eps is not None:

@@ -718,3 +718,20 @@ def test_error_ratio_stays_small_across_sizes_and_p(size, p):
         seeded = check_gradient(lambda v: dropout(v, p, seed=size + 1)[0],
                                 lambda g, v: dropout_backward(g, mask, p), x, np.ones_like(x))
         assert seeded.max_error_ratio <= 0.05
+
+
+def test_an_infinite_analytical_gradient_fails_although_inf_is_within_an_infinite_tolerance():
+    result = check_gradient(lambda v: v, lambda g, v: g * np.inf, np.ones(3), np.ones(3), raise_on_failure=False)
+    assert not result.passed
+    assert result.failing_indices.tolist() == [0, 1, 2]
+
+
+def test_mode_fast_dispatches_to_the_projection_check_and_bad_modes_are_refused():
+    from lib.fastcheck import FastCheckResult
+
+    x = np.linspace(-1.0, 1.0, 50)
+    result = check_gradient(np.tanh, lambda g, v: g * (1 - np.tanh(v) ** 2), x, np.ones_like(x), mode="fast")
+    assert isinstance(result, FastCheckResult) and result.passed
+    assert result.forward_calls < 2 * x.size
+    with pytest.raises(ValueError, match="mode must be one of 'dense', 'fast'"):
+        check_gradient(np.tanh, lambda g, v: g, x, np.ones_like(x), mode="slow")
