@@ -384,8 +384,14 @@ def plot_relative_errors(ax, errors: Mapping[str, float], *, bounds: Mapping[str
             text = "not finite"
         else:
             text = "exact" if v == 0 else f"{v:.2g}"
-        ax.text(i, heights[i] * 1.25, text, ha="center", va="bottom", fontsize=8,
-                bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0, "alpha": 0.85})
+        bound = float(bounds[labels[i]]) if bounds and labels[i] in bounds else None
+        if bound is not None and v > 0 and np.isfinite(v) and v <= bound < 20 * v:
+            # a dashed bound just above the bar would hide under the label: write it inside the bar
+            ax.text(i, heights[i] / 1.4, text, ha="center", va="top", fontsize=8,
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0, "alpha": 0.85})
+        else:
+            ax.text(i, heights[i] * 1.25, text, ha="center", va="bottom", fontsize=8,
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0, "alpha": 0.85})
     bounded = [i for i, k in enumerate(labels) if bounds and k in bounds]
     for i in bounded:
         ax.hlines(bounds[labels[i]], i - 0.4, i + 0.4, colors="black", linestyles="--", lw=1.2,
@@ -427,5 +433,6 @@ def plot_channel_jacobian(ax, jacobian, block: int, *, title: str = "dropout2d J
         ax.add_patch(Rectangle((start, start), block, block, fill=False, edgecolor="black", lw=0.8))
         if n > 20 and block > 1:  # plot_jacobian labels every entry only for small matrices
             # in the block's empty lower-left corner, below its diagonal
-            ax.text(start + 0.15, start + block - 0.15, f"{value:.3g}", ha="left", va="bottom", fontsize=7)
+            ax.text(start + 0.15, start + block - 0.15, f"{value:.3g}", ha="left", va="bottom", fontsize=8,
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5, "alpha": 0.85})
     return values

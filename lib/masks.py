@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from matplotlib.ticker import MaxNLocator
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import FixedLocator, MaxNLocator
 
 from lib import _checks
 from lib.dropout import dropout
@@ -300,13 +302,18 @@ def plot_agreement_panels(axes, series: Sequence[MaskSeries]) -> list[float]:
 
 
 def plot_numerical_deviation(ax, analytical, curves: dict, *, rtol: float, atol: float,
-                             linthresh: float | None = None, title: str = "") -> None:
+                             linthresh: float | None = None, title: str = "", legend: bool = False) -> None:
     """Numerical minus analytical gradient per element on a symlog axis, with the
     tolerance band atol + rtol*|analytical| shaded around zero.
+
+    A marker is red when its element fails the check's own rule,
+    |a - n| > atol + rtol * max(|a|, |n|), and black otherwise.
 
     Args:
         analytical: (n,) the analytical gradient.
         curves: label -> (n,) numerical gradients; markers are offset per label.
+        legend: draw a legend outside the axes on the right, with the marker shapes in
+            black and one entry for the red "fails" colour.
     """
     analytical = np.asarray(analytical, dtype=np.float64).ravel()
     n = analytical.size
@@ -316,15 +323,37 @@ def plot_numerical_deviation(ax, analytical, curves: dict, *, rtol: float, atol:
                     step="post", color=PASS_COLOR, alpha=0.25, lw=0, label="passes: within the tolerance")
     markers = ["o", "s", "^", "D"]
     width = 0.5 / max(len(curves), 1)
+    largest = float(np.max(band))
     for k, (label, numerical) in enumerate(curves.items()):
-        deviation = np.asarray(numerical, dtype=np.float64).ravel() - analytical
+        numerical = np.asarray(numerical, dtype=np.float64).ravel()
+        deviation = numerical - analytical
         offset = (k - (len(curves) - 1) / 2) * width
-        outside = ~(np.abs(deviation) <= band)
+        outside = ~(np.abs(deviation) <= tolerance_for(analytical, numerical, rtol, atol))
         ax.scatter(index + offset, deviation, marker=markers[k % len(markers)], s=28, zorder=3,
                    facecolors="none", edgecolors=np.where(outside, FAIL_COLOR, "black"), label=label)
+        finite = np.abs(deviation[np.isfinite(deviation)])
+        largest = max(largest, float(np.max(finite, initial=0.0)))
     ax.axhline(0.0, color="black", lw=0.8)
     floor = float(np.min(band[band > 0])) if np.any(band > 0) else 1e-12
     ax.set_yscale("symlog", linthresh=linthresh or floor / 10)
+    # a decade of room beyond the farthest marker; only ever widen, so axes shared with
+    # another panel keep that panel's markers in view too
+    low, high = ax.get_ylim()
+    ax.set_ylim(min(low, -10 * largest), max(high, 10 * largest))
+    # zero, then one labelled tick every second decade from a decade above the linear zone
+    linear = linthresh or floor / 10
+    largest = max(largest, 10 * linear)
+    first, last = int(np.ceil(np.log10(linear))) + 1, int(np.floor(np.log10(10 * largest)))
+    decades = 10.0 ** np.arange(first, last + 1, 2)
+    ax.yaxis.set_major_locator(FixedLocator(np.r_[-decades[::-1], 0.0, decades]))
     ax.set(xlabel="element index", ylabel="numerical - analytical gradient (dimensionless)", title=title)
     if n <= 20:
         ax.set_xticks(index)
+    if legend:
+        # scatter handles would take the colour of their first marker, red or black by chance
+        handles = [Patch(color=PASS_COLOR, alpha=0.25, label="passes: within the tolerance")]
+        handles += [Line2D([], [], ls="none", marker=markers[k % len(markers)], mfc="none", mec="black",
+                           label=label) for k, label in enumerate(curves)]
+        handles.append(Line2D([], [], ls="none", marker="o", mfc="none", mec=FAIL_COLOR,
+                              label="red marker: the element fails"))
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0))

@@ -1,5 +1,6 @@
 """Tests of lib.masks: mask collection per seeding mode, agreement, numerical shift, term split."""
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from lib.masks import (
     replica_masks,
     split_forward_masks,
 )
+from lib.plots import FAIL_COLOR
 from lib.replica import replay_original_test
 
 # Imported through the module: a bare `test_values` name would be collected as a test.
@@ -200,4 +202,27 @@ def test_plots_draw_and_check_their_arguments():
     fig, ax = plt.subplots()
     plot_numerical_deviation(ax, np.ones(5), {"a": np.ones(5), "b": np.full(5, 1e4)}, rtol=1e-3, atol=1e-6)
     assert ax.get_yscale() == "symlog"
+    assert ax.get_legend() is None
+    low, high = ax.get_ylim()
+    assert high >= 10 * (1e4 - 1) and low <= -10 * (1e4 - 1)  # the farthest marker keeps a decade of room
+    ticks = ax.get_yticks()
+    assert 0.0 in ticks and np.allclose(ticks, -ticks[::-1])  # symmetric, labelled at zero
+    plt.close(fig)
+    fig, ax = plt.subplots()  # nothing but zeros and no tolerance: still draws
+    plot_numerical_deviation(ax, np.zeros(3), {"a": np.zeros(3)}, rtol=0.0, atol=0.0)
+    plt.close(fig)
+
+
+def test_deviation_markers_follow_the_pass_rule_and_the_legend_is_neutral():
+    fig, ax = plt.subplots()
+    analytical = np.array([1.0, 1.0, 0.0])
+    numerical = np.array([1.0005, 1.01, 0.0])  # passes, fails (|d| > 1e-6 + 1e-3 * 1.01), exact
+    plot_numerical_deviation(ax, analytical, {"a": numerical}, rtol=1e-3, atol=1e-6, legend=True)
+    edges = ax.collections[-1].get_edgecolors()
+    red = np.array(matplotlib.colors.to_rgba(FAIL_COLOR))
+    assert [bool(np.allclose(e, red)) for e in edges] == [False, True, False]
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "passes: within the tolerance", "a", "red marker: the element fails"]
+    assert matplotlib.colors.to_hex(legend.legend_handles[1].get_markeredgecolor()) == "#000000"
     plt.close(fig)
