@@ -85,7 +85,7 @@ def plot_mask_agreement(ax, masks, reference, *, title: str | None = None, legen
 def plot_error_vs_step(ax, steps, curves: Mapping[str, Sequence[float]], *, tolerance: float | None = None,
                        mark_step: float | None = None, mark_label: str = "original eps",
                        colors: Mapping[str, str] | None = None, styles: Mapping[str, str] | None = None,
-                       ylabel: str = "relative gradient error |a - n| / |a|") -> None:
+                       ylabel: str = "relative gradient error |a - n| / max(|a|, |n|)") -> None:
     """Log-log error against step size, with the pass threshold shaded.
 
     Args:
@@ -121,20 +121,26 @@ def plot_error_against_tolerance(ax, result, *, title: str | None = None) -> int
     tol = result.tolerance.ravel()
     index = np.arange(diff.size)
     failing = ~(diff <= tol)
-    floor = max(np.min(tol[tol > 0]) * 1e-4, 1e-18) if np.any(tol > 0) else 1e-18
-    heights = np.maximum(diff, floor)  # a bar of exactly zero error has no log height
+    # Zero has no height on a log axis: exact elements get a stub a decade below
+    # the smallest value drawn, so no real error is ever mistaken for one.
+    drawn = np.r_[diff[diff > 0], tol[tol > 0]]
+    floor = float(drawn.min()) / 10 if drawn.size else 1e-18
+    heights = np.where(diff > 0, diff, floor)
     colors = np.where(failing, FAIL_COLOR, np.where(diff == 0, NEUTRAL_COLOR, PASS_COLOR))
-    ax.bar(index, heights, color=colors, label="|analytical - numerical|")
+    ax.bar(index, heights, color=colors)
     for i in np.flatnonzero(diff == 0):
         ax.text(i, floor * 1.5, "exact", ha="center", va="bottom", fontsize=8)
-    ax.step(np.r_[index - 0.5, index[-1] + 0.5], np.r_[tol, tol[-1]], where="post", color="black",
-            lw=1.2, label="tolerance atol + rtol*max(|a|,|n|)")
+    ax.step(np.r_[index - 0.5, index[-1] + 0.5], np.r_[tol, tol[-1]], where="post", color="black", lw=1.2)
     ax.set_yscale("log")
-    ax.set(xlabel="element index (flat)", ylabel="absolute gradient error",
+    ax.set(xlabel="element index (flat)", ylabel="absolute gradient error |a - n|",
            title=title or f"{int(failing.sum())} of {diff.size} elements above the tolerance")
     if diff.size <= 20:
         ax.set_xticks(index)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    handles = [mpl.lines.Line2D([], [], color="black", lw=1.2, label="tolerance atol + rtol*max(|a|,|n|)"),
+               mpl.patches.Patch(color=FAIL_COLOR, label="|a - n| above it: fails"),
+               mpl.patches.Patch(color=PASS_COLOR, label="|a - n| below it: passes"),
+               mpl.patches.Patch(color=NEUTRAL_COLOR, label="|a - n| = 0: exact")]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return int(failing.sum())
 
 
@@ -142,7 +148,9 @@ def plot_jacobian(ax, jacobian, *, title: str = "Jacobian d out_i / d x_j") -> N
     """Show a (n_out, n_in) Jacobian as an image with a colour bar."""
     jacobian = np.asarray(jacobian, dtype=float)
     limit = float(np.max(np.abs(jacobian))) or 1.0
-    image = ax.imshow(jacobian, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+    # A one-sided scale when nothing is negative, so the whole colour bar is used.
+    low, cmap = (0.0, "Blues") if np.all(jacobian >= 0) else (-limit, "RdBu_r")
+    image = ax.imshow(jacobian, cmap=cmap, vmin=low, vmax=limit, interpolation="nearest")
     ax.grid(False)
     ax.set(xlabel="input index j", ylabel="output index i", title=title)
     if max(jacobian.shape) <= 20:

@@ -1,0 +1,42 @@
+"""The README shows real output: its example is run and compared, its figures match the notebooks."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lib.report import figures
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def test_the_checker_example_prints_what_the_readme_shows():
+    section = README[README.index("## Use the checker on your own function"):]
+    code, shown = re.findall(r"```(?:python)?\n(.*?)```", section, flags=re.DOTALL)[:2]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, "README example", "exec"), {})
+    assert printed.getvalue() == shown
+
+
+@pytest.mark.parametrize("line", [line for line in README.splitlines() if line.startswith("![")])
+def test_readme_figures_exist_and_match_the_stored_notebooks(line):
+    target = ROOT / re.search(r"\((.*?)\)", line).group(1)
+    assert target.exists()
+    # docs/update_figures.py lists where each figure comes from
+    source = (ROOT / "docs" / "update_figures.py").read_text()
+    name, index = re.search(rf'\("(\S+\.ipynb)", (\d+), "{target.name}"\)', source).groups()
+    notebook = nbformat.read(str(ROOT / "notebooks" / name), as_version=4)
+    assert target.read_bytes() == base64.b64decode(figures(notebook)[int(index)]), "run docs/update_figures.py"
+
+
+def test_readme_links_every_notebook():
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        assert f"(notebooks/{path.name})" in README
