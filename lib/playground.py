@@ -286,8 +286,10 @@ def draw(evidence: Evidence):
                       f"solid: divide_by={s.divide_by}; the check fails in the shaded band")
 
     plot_error_against_tolerance(ax_tol, result)
-    ax_tol.get_legend().remove()
-    ax_tol.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
+    side = ax_tol.get_legend()  # move the helper's legend below the panel
+    handles, labels = side.legend_handles, [t.get_text() for t in side.get_texts()]
+    side.remove()
+    ax_tol.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
     ax_tol.set_title(f"Per element at eps={s.eps:.3g}\n{result.failing_indices.size} of "
                      f"{result.analytical.size} errors above the tolerance (black line)")
     undefined = int(np.sum(np.isnan(result.numerical)))
