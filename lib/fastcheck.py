@@ -108,6 +108,7 @@ from lib.gradcheck import (
     default_step,
     format_element_table,
     tolerance_for,
+    tolerance_line,
 )
 
 #: Probability that a backward which passes the dense rule everywhere fails the fast check.
@@ -255,8 +256,7 @@ class FastCheckResult(GradCheckResult):
             head = f"Gradient check passed for {self.dtype}"
         lines = [
             head,
-            f"{'Within' if self.passed else 'Not within'} tolerance rtol={self.rtol:g}, atol={self.atol:g} "
-            "(pass rule: |a - n| <= atol + rtol * max(|a|, |n|))",
+            tolerance_line(self),
             f"Fast mode: {n_failed_probes} of {self.probes} random projections failed (seed {self.seed}); "
             "each compares a.d with grad_output.(f(x+) - f(x-)) along the realised step d,",
             "with a tolerance derived from the pass rule and the rounding budget (lib.fastcheck)",

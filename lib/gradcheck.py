@@ -123,8 +123,7 @@ class GradCheckResult:
             head = f"Gradient check passed for {self.dtype}"
         lines = [
             head,
-            f"{'Within' if self.passed else 'Not within'} tolerance rtol={self.rtol:g}, atol={self.atol:g} "
-            "(pass rule: |a - n| <= atol + rtol * max(|a|, |n|))",
+            tolerance_line(self),
             f"Mismatched elements: {failing.size} / {n} ({100.0 * failing.size / max(n, 1):.1f}%)",
             f"Max error/tolerance: {self.max_error_ratio:.4g} at index {self.worst_index}",
             f"Numerical gradient divided by the {self.divide_by} step",
@@ -137,6 +136,12 @@ class GradCheckResult:
             lines.append("Warning: forward or backward modified the array it was given.")
         lines.extend(self.notes)
         return "\n".join(lines)
+
+
+def tolerance_line(result: GradCheckResult) -> str:
+    """The report's second line: the tolerances and the pass rule they enter."""
+    return (f"{'Within' if result.passed else 'Not within'} tolerance rtol={result.rtol:g}, "
+            f"atol={result.atol:g} (pass rule: |a - n| <= atol + rtol * max(|a|, |n|))")
 
 
 def format_element_table(result: GradCheckResult, flat_indices) -> str:

@@ -192,13 +192,17 @@ def test_keep_probability_is_one_minus_p_not_p():
 # --- dropout2d: one decision per (sample, channel) ----------------------------------------
 
 
-@settings(max_examples=80, deadline=None)
-@given(
+# Small NCHW arrays in every dtype, any p the dtype can scale, any seed.
+nchw_cases = given(
     shape=st.tuples(*[st.integers(1, 4)] * 4),
     dtype=st.sampled_from(FLOAT_DTYPES),
     p=st.floats(0.0, 0.95),
     seed=SEEDS,
 )
+
+
+@settings(max_examples=80, deadline=None)
+@nchw_cases
 def test_dropout2d_decides_once_per_channel(shape, dtype, p, seed):
     rng = np.random.default_rng(seed)
     # Magnitudes in [0.5, 2) so a kept element is never 0 and a dropped one always is.
@@ -263,12 +267,7 @@ def test_backward_result_has_grad_output_dtype():
 
 
 @settings(max_examples=80, deadline=None)
-@given(
-    shape=st.tuples(*[st.integers(1, 4)] * 4),
-    dtype=st.sampled_from(FLOAT_DTYPES),
-    p=st.floats(0.0, 0.95),
-    seed=SEEDS,
-)
+@nchw_cases
 def test_dropout2d_backward_broadcasts_the_channel_mask(shape, dtype, p, seed):
     rng = np.random.default_rng(seed)
     grad = rng.standard_normal(shape).astype(dtype)
