@@ -747,6 +747,12 @@ def _explain_elementwise(pass_: _Pass, x_shape: tuple, rel: float, context: str,
                 f"remove the stray factor {k:.4g} from the backward",
             )]
     wrong = ~_same(b, f, 10 * rel)
+    branch = _wrong_branch(b, f, wrong, big, np.asarray(pass_.x, dtype=np.float64).reshape(-1), rel)
+    if branch:
+        return [_finding(
+            "wrong-backward", f"{context}the forward is elementwise; {branch}{where}",
+            "re-derive the derivative on that branch (the backward's factor there is off by the stated ratio)",
+        )]
     i = int(np.argmax(np.abs(b - f)))
     return [_finding(
         "wrong-backward",
@@ -755,6 +761,27 @@ def _explain_elementwise(pass_: _Pass, x_shape: tuple, rel: float, context: str,
         f"{b[i]:.6g}, forward {f[i]:.6g}){where}",
         "re-derive d out_i / d x_i and evaluate it at the forward's input (not at its output, or vice versa)",
     )]
+
+
+def _wrong_branch(b, f, wrong, big, x, rel) -> str:
+    """Describe a backward whose slope is off by one constant factor on part of
+    the elements only (a piecewise derivative with one wrong branch); '' if not."""
+    suspect = wrong & big
+    if not np.any(suspect) or suspect.sum() < 2 or np.all(wrong):
+        return ""
+    ratio = b[suspect] / f[suspect]
+    k = float(np.median(ratio))
+    if k == 0 or not np.all(np.abs(ratio - k) <= 10 * rel * abs(k)):
+        return ""
+    inside, outside = x[wrong], x[~wrong]
+    if np.all(inside < 0) and np.all(outside >= 0):
+        region = "exactly the elements with x < 0"
+    elif np.all(inside > 0) and np.all(outside <= 0):
+        region = "exactly the elements with x > 0"
+    else:
+        region = f"elements with x from {float(inside.min()):.4g} to {float(inside.max()):.4g}"
+    return (f"the backward's slope is {k:.4g} times the forward's on {int(wrong.sum())}/{wrong.size} elements "
+            f"({region}) and agrees on the rest: one branch of the derivative has the wrong factor")
 
 
 # Bisections of the step when looking for a jump: enough to tell a jump from

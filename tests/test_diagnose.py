@@ -439,3 +439,17 @@ def test_diagnoses_do_not_nest():
     # Outside a diagnosis the same inner failure is diagnosed.
     with pytest.raises(GradientCheckError, match="Diagnosis \\(most likely cause first\\)"):
         check_gradient(*inner)
+
+
+def test_a_wrong_branch_of_a_piecewise_derivative_is_named_with_its_factor():
+    x = np.linspace(-2, 2, 8).astype(np.float32)
+
+    def leaky(v):
+        return np.where(v > 0, v, 0.01 * v)
+
+    def leaky_backward(g, v):
+        return g * np.where(v > 0, 1.0, 0.1)  # the negative branch's slope is 10x too large
+
+    primary = diagnose(leaky, leaky_backward, x, np.ones_like(x)).primary
+    assert primary.code == "wrong-backward"
+    assert "10 times the forward's on 4/8 elements (exactly the elements with x < 0)" in primary.evidence

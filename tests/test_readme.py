@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import itertools
 import re
 from pathlib import Path
 
@@ -17,13 +18,17 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 
-def test_the_checker_example_prints_what_the_readme_shows():
-    section = README[README.index("## Use the checker on your own function"):]
-    code, shown = re.findall(r"```(?:python)?\n(.*?)```", section, flags=re.DOTALL)[:2]
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        exec(compile(code, "README example", "exec"), {})
-    assert printed.getvalue() == shown
+def test_the_checker_examples_print_what_the_readme_shows():
+    section = README[README.index("## Use the checker on your own function"):README.index("For large inputs")]
+    blocks = re.findall(r"```(python)?\n(.*?)```", section, flags=re.DOTALL)
+    pairs = [(code, shown) for (lang, code), (_, shown) in itertools.pairwise(blocks) if lang == "python"]
+    assert len(pairs) == 2
+    namespace: dict = {}
+    for code, shown in pairs:  # later examples use what earlier ones defined
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            exec(compile(code, "README example", "exec"), namespace)
+        assert printed.getvalue() == shown
 
 
 @pytest.mark.parametrize("line", [line for line in README.splitlines() if line.startswith("![")])
