@@ -108,3 +108,17 @@ def choice(value, name: str, accepted: tuple[str, ...]) -> str:
         options = ", ".join(repr(a) for a in accepted)
         raise ValueError(f"{name} must be one of {options}; got {value!r}")
     return value
+
+
+def callable_arg(value, name: str):
+    """A function argument such as `forward` or `backward`."""
+    if not callable(value):
+        raise TypeError(f"{name} must be a callable, e.g. a function of x; got {type(value).__name__}")
+    return value
+
+
+def boolean(value, name: str) -> bool:
+    """A real bool: 'no' or 1 are refused rather than read as true."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {type(value).__name__} {value!r}")
+    return bool(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -116,8 +117,12 @@ def _run(args) -> int:
     runs = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(workbook.execute, path, output / path.name, parameters[path]) for path in selected]
-        for number, future in enumerate(futures, start=1):
-            run = future.result()
+        for number, (path, future) in enumerate(zip(selected, futures, strict=True), start=1):
+            try:
+                run = future.result()
+            except Exception as failure:  # the worker process itself died
+                run = workbook.NotebookRun(path, output / path.name, "failed", 0.0,
+                                           error=f"{path.name}: {type(failure).__name__}: {failure}")
             runs.append(run)
             word = run.verdict.split(" - ")[0]
             print(f"[{number:>2}/{total}] {run.source.name:<40} {run.status:<6} {run.seconds:5.1f} s  {word}",
@@ -147,3 +152,7 @@ def main(argv=None) -> int:
     except (workbook.WorkbookError, ValueError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `python -m lib diagnose | head`: the reader left early
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

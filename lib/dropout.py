@@ -17,6 +17,8 @@ mask exactly, which is what makes a stochastic layer checkable at all.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from lib import _checks
@@ -29,8 +31,10 @@ def _scale(p: float, dtype: np.dtype):
     largest = float(np.finfo(dtype).max)
     if scale > largest:
         # An infinite scale would turn dropped elements into 0 * inf = NaN.
+        # Round the stated bound down, so that the number printed is itself accepted.
+        bound = math.floor((1 - 1 / largest) * 1e6) / 1e6
         raise ValueError(f"p={p!r} is too close to 1 for {np.dtype(dtype)}: 1/(1-p) = {scale:.6g} exceeds "
-                         f"the dtype's largest value {largest:.6g}; accepted: p <= {1 - 1 / largest:.6g}")
+                         f"the dtype's largest value {largest:.6g}; accepted: p <= {bound:.6f}")
     return dtype.type(scale)
 
 
@@ -56,11 +60,13 @@ def dropout(x, p, training=True, seed=None, rng=None):
     """
     x = _checks.float_array(x, "x")
     p = _checks.drop_probability(p)
+    training = _checks.boolean(training, "training")
     if not training or p == 0.0:
         _checks.seed_or_rng(seed, rng)  # still refuse seed together with rng
         return x.copy(), np.ones_like(x)
     mask = _draw_keep(x.shape, p, seed, rng).astype(x.dtype)
-    return x * mask * _scale(p, x.dtype), mask
+    # np.asarray: numpy arithmetic on 0-d arrays returns scalars
+    return np.asarray(x * mask * _scale(p, x.dtype)), mask
 
 
 def _check_mask(mask, expected_shape, what: str) -> np.ndarray:
@@ -86,7 +92,7 @@ def dropout_backward(grad_output, mask, p):
     grad_output = _checks.float_array(grad_output, "grad_output")
     p = _checks.drop_probability(p)
     mask = _check_mask(mask, grad_output.shape, "(the shape of grad_output)")
-    return grad_output * mask.astype(grad_output.dtype) * _scale(p, grad_output.dtype)
+    return np.asarray(grad_output * mask.astype(grad_output.dtype) * _scale(p, grad_output.dtype))
 
 
 def _check_nchw(x, name: str) -> np.ndarray:
@@ -114,6 +120,7 @@ def dropout2d(x, p, training=True, seed=None, rng=None):
     """
     x = _check_nchw(x, "x")
     p = _checks.drop_probability(p)
+    training = _checks.boolean(training, "training")
     mask_shape = (*x.shape[:2], 1, 1)
     if not training or p == 0.0:
         _checks.seed_or_rng(seed, rng)

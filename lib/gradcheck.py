@@ -180,7 +180,13 @@ def default_step(x: np.ndarray) -> np.ndarray:
 def _call_forward(forward, x: np.ndarray, expected_shape=None) -> np.ndarray:
     # Copy to float64 at once: a forward that returns a view of its input would
     # otherwise change under us when the next element is perturbed.
-    out = np.array(forward(x), dtype=np.float64)
+    returned = forward(x)
+    try:
+        out = np.array(returned, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"forward must return a numeric array; got {type(returned).__name__}") from None
+    if returned is None or out.dtype == object:
+        raise TypeError(f"forward must return a numeric array; got {type(returned).__name__}")
     if expected_shape is not None and out.shape != expected_shape:
         raise ValueError(
             f"forward returned shape {out.shape} on a perturbed input but {expected_shape} on x"
@@ -191,6 +197,7 @@ def _call_forward(forward, x: np.ndarray, expected_shape=None) -> np.ndarray:
 
 
 def _validated_inputs(forward, x, grad_output):
+    _checks.callable_arg(forward, "forward")
     x = _checks.float_array(x, "x")
     # C order, so that work.reshape(-1) is a view and a perturbation reaches forward.
     work = np.array(x, copy=True, order="C")
@@ -219,10 +226,17 @@ def _realised_points(x: np.ndarray, half: np.ndarray):
     # The sum is rounded to float64 first, then to x's dtype: the same two
     # roundings as converting each element on its own.
     shifted = np.add(x64, flat_half)
-    plus = shifted.astype(x.dtype)
-    minus = np.subtract(x64, flat_half, out=shifted).astype(x.dtype)
+    with np.errstate(over="ignore"):  # an overflow to inf is reported below, naming x
+        plus = shifted.astype(x.dtype)
+        minus = np.subtract(x64, flat_half, out=shifted).astype(x.dtype)
     # Both operands are cast to float64 before subtracting, so width is exact.
     width = np.subtract(plus, minus, dtype=np.float64)
+    if not np.all(np.isfinite(width)):
+        i = int(np.flatnonzero(~np.isfinite(width))[0])
+        raise ValueError(
+            f"x[{i}] = {float(x.reshape(-1)[i]):g} is too close to the largest {x.dtype} value for a step of "
+            f"{flat_half[i]:g}: x+eps overflows to inf; pass a smaller eps or rescale x"
+        )
     if not np.all(width):
         i = int(np.flatnonzero(width == 0.0)[0])
         original = x.reshape(-1)[i]
@@ -351,6 +365,9 @@ def check_gradient(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, e
         GradCheckResult with per-element analytical, numerical, tolerance, step.
     """
     _checks.choice(mode, "mode", ("dense", "fast"))
+    _checks.callable_arg(backward, "backward")
+    raise_on_failure = _checks.boolean(raise_on_failure, "raise_on_failure")
+    probes = _checks.positive_int(probes, "probes")
     if mode == "fast":
         from lib.fastcheck import check_gradient_fast  # lib.fastcheck imports this module
 

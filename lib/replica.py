@@ -229,6 +229,11 @@ def _validated_switches(switches: dict) -> dict:
     values = np.asarray(s["values"], dtype=np.float64)
     if values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values)):
         raise ValueError(f"values must be a non-empty 1-D sequence of finite numbers; got {s['values']!r}")
+    with np.errstate(over="ignore"):
+        stored = values.astype(s["dtype"])
+    if not np.all(np.isfinite(stored)):
+        largest = float(np.finfo(s["dtype"]).max)
+        raise ValueError(f"values must be finite in {s['dtype']} (|v| <= {largest:.6g}); got {s['values']!r}")
     s["values"] = tuple(float(v) for v in values)
     return s
 

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lib.replica import SWITCHES
 from lib.verdict import parse_verdict
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -69,6 +70,28 @@ def _positive_float(value):
     return value
 
 
+def _at_least_100(value):
+    value = int(value)
+    if value < 100:
+        raise ValueError("accepted: an integer >= 100")
+    return value
+
+
+def _finite_nonzero(value):
+    value = float(value)
+    if not math.isfinite(value) or value == 0.0:
+        raise ValueError("accepted: a finite number other than 0")
+    return value
+
+
+def _one_of(accepted):
+    def check(value):
+        if value not in accepted:
+            raise ValueError("accepted: " + ", ".join(accepted))
+        return value
+    return check
+
+
 PARAMETER_RULES = {
     "dtype": _dtype,
     "p": _probability,
@@ -76,6 +99,10 @@ PARAMETER_RULES = {
     "eps": _positive_float,
     "size": _positive_int,
     "n_calls": _positive_int,
+    "n_max": _at_least_100,
+    "fault": _finite_nonzero,
+    # the replica's string switches, as the playground declares them
+    **{name: _one_of(SWITCHES[name]) for name in ("divide_by", "rng", "forward", "backward_mask")},
 }
 
 _CONVERTERS = {"int": int, "float": float, "str": str,
@@ -100,6 +127,8 @@ def select(notebooks: list[Path], wanted: list[str]) -> list[Path]:
         if not match:
             raise WorkbookError(f"notebook selection must be a number or a range like 3-5; got {item!r}")
         low, high = int(match.group(1)), int(match.group(2) or match.group(1))
+        if low > high:
+            raise WorkbookError(f"notebook range {item!r} runs backwards; write {high}-{low}")
         numbers = [n for n in range(low, high + 1) if n in by_number]
         if not numbers:
             raise WorkbookError(f"no notebook numbered {item}; available: {', '.join(map(str, by_number))}")
@@ -186,8 +215,27 @@ def _kernel_environment() -> None:
     os.environ.pop("MPLBACKEND", None)
 
 
+def _source_cell(source: Path, failing_source: str, fallback: int) -> int:
+    """The failing cell's index in the source notebook: papermill counts its own
+    injected-parameters cell, which the source does not have."""
+    import nbformat
+
+    cells = nbformat.read(str(source), as_version=4).cells
+    return next((k for k, cell in enumerate(cells) if cell.source == failing_source), fallback)
+
+
+def _first_line(text: str) -> str:
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return line if len(line) <= 60 else line[:57] + "..."
+
+
 def execute(source: Path, output: Path, parameters: dict) -> NotebookRun:
-    """Execute one notebook into `output` in the source's folder; never raises on cell errors."""
+    """Execute one notebook into `output` in the source's folder.
+
+    Never raises for what happens inside the notebook: a cell error, a dead
+    kernel or an unreadable file all come back as status "failed" with a
+    message naming the notebook (and the cell, when there is one).
+    """
     import nbformat
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -201,12 +249,19 @@ def execute(source: Path, output: Path, parameters: dict) -> NotebookRun:
                                    kernel_name=KERNEL_NAME, progress_bar=False, log_output=False)
     except PapermillExecutionError as failure:
         status = "failed"
-        error = (f"{source.name}: cell {failure.cell_index} (execution count {failure.exec_count}) "
+        cell = _source_cell(source, failure.source, failure.cell_index)
+        error = (f"{source.name}: cell {cell} ({_first_line(failure.source)!r}) "
                  f"raised {failure.ename}: {failure.evalue}")
+    except Exception as failure:  # a dead kernel, a timeout, a file that is not a notebook
+        status = "failed"
+        error = f"{source.name}: {type(failure).__name__}: {failure}"
     seconds = time.perf_counter() - start
     verdict = "-"
-    if output.exists():
-        verdict = read_verdict(nbformat.read(str(output), as_version=4))
+    if status == "ok" or output.exists():
+        try:
+            verdict = read_verdict(nbformat.read(str(output), as_version=4))
+        except Exception:  # a half-written output after a crash has no verdict to read
+            verdict = "-"
     return NotebookRun(source, output, status, seconds, verdict, error)
 
 
@@ -234,7 +289,13 @@ def update_source(run: NotebookRun) -> None:
 
 
 def check_output_folder(output_dir: Path, notebook_dir: Path) -> None:
-    if output_dir.resolve() == notebook_dir.resolve():
+    """Refuse an output folder that is a file, or that is or lies inside the notebook folder
+    (pytest --nbval would then collect the executed copies as if they were sources)."""
+    out, notebooks = output_dir.resolve(), notebook_dir.resolve()
+    if out.exists() and not out.is_dir():
+        raise WorkbookError(f"--output must be a folder; {output_dir} is a file")
+    if out == notebooks or notebooks in out.parents:
         raise WorkbookError(
-            f"--output must not be the notebook folder {notebook_dir} (executed copies never overwrite sources; "
+            f"--output must not be the notebook folder {notebook_dir} or inside it (executed copies never "
+            "overwrite sources; "
             "use --update-sources to refresh stored outputs)")

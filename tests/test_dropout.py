@@ -407,3 +407,24 @@ def test_bad_rng_type_is_refused_naming_rng(path, rng):
 def test_seed_and_rng_together_are_refused(path):
     with pytest.raises(ValueError, match=r"\bseed\b.*\brng\b"):
         SEED_PATHS[path](seed=1, rng=np.random.default_rng(1))
+
+
+@pytest.mark.parametrize("training", ["no", 1, None])
+def test_training_must_be_a_bool(training):
+    with pytest.raises(TypeError, match="training must be True or False"):
+        dropout(np.ones(3), 0.5, training=training)
+
+
+def test_the_p_bound_in_the_overflow_message_is_itself_accepted():
+    x = np.ones(8, np.float16)
+    with pytest.raises(ValueError, match="accepted: p <= ") as caught:
+        dropout(x, 0.999999, seed=1)
+    bound = float(re.search(r"p <= ([0-9.]+)", str(caught.value)).group(1))
+    out, _ = dropout(x, bound, seed=1)
+    assert np.all(np.isfinite(out))
+
+
+def test_zero_dimensional_input_gives_arrays_back():
+    out, mask = dropout(np.array(2.0), 0.5, seed=3)
+    assert isinstance(out, np.ndarray) and out.shape == () and mask.shape == ()
+    assert isinstance(dropout_backward(np.array(1.0), mask, 0.5), np.ndarray)

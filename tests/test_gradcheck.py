@@ -735,3 +735,29 @@ def test_mode_fast_dispatches_to_the_projection_check_and_bad_modes_are_refused(
     assert result.forward_calls < 2 * x.size
     with pytest.raises(ValueError, match="mode must be one of 'dense', 'fast'"):
         check_gradient(np.tanh, lambda g, v: g, x, np.ones_like(x), mode="slow")
+
+
+@pytest.mark.parametrize(("forward", "backward", "name"), [
+    (None, lambda g, v: g, "forward"), (np.tanh, "not a function", "backward")])
+def test_the_callables_are_checked_and_named(forward, backward, name):
+    with pytest.raises(TypeError, match=f"{name} must be a callable"):
+        check_gradient(forward, backward, np.ones(3), np.ones(3))
+
+
+def test_a_forward_returning_nothing_is_named_as_such():
+    with pytest.raises(TypeError, match="forward must return a numeric array; got NoneType"):
+        check_gradient(lambda v: None, lambda g, v: g, np.ones(3), np.ones(3))
+
+
+@pytest.mark.parametrize(("keyword", "value", "message"), [
+    ("raise_on_failure", "no", "raise_on_failure must be True or False"),
+    ("probes", 0, "probes must be an integer >= 1")])
+def test_flags_and_counts_are_validated(keyword, value, message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        check_gradient(np.tanh, lambda g, v: g * (1 - np.tanh(v) ** 2), np.ones(3), np.ones(3), **{keyword: value})
+
+
+def test_a_step_that_overflows_the_dtype_is_refused_naming_x():
+    x = np.array([np.finfo(np.float16).max], np.float16)
+    with pytest.raises(ValueError, match=r"x\[0\] = 65504 is too close to the largest float16"):
+        check_gradient(lambda v: v, lambda g, v: g, x, np.ones(1, np.float16))

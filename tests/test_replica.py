@@ -254,3 +254,8 @@ def test_bad_switch_value_is_refused_naming_it_and_the_accepted_values(name, val
 def test_bad_numeric_switch_is_refused_naming_it(name, value, error, accepted):
     with pytest.raises(error, match=rf"^{name}\b.*{accepted}"):
         run_original_test(**{name: value})
+
+
+def test_values_the_dtype_cannot_hold_are_refused():
+    with pytest.raises(ValueError, match=r"values must be finite in float16 \(\|v\| <= 65504\)"):
+        replay_original_test(values=(1e6,), dtype="float16")

@@ -163,3 +163,41 @@ def test_cli_help_and_usage_errors():
     done = subprocess.run([sys.executable, "-m", "lib", "run", "-p", "nonsense", "1"], capture_output=True,
                           text=True)
     assert done.returncode == 2 and "valid names" in done.stderr
+
+
+def test_a_dead_kernel_is_a_failed_notebook_not_a_crash(tiny_workbook, tmp_path, capsys):
+    _notebook(tiny_workbook / "03_dies.ipynb", "seed: int = 1  # RNG seed", "import os\nos._exit(3)")
+    code = main(["run", "2-3", "--notebook-dir", str(tiny_workbook), "--output", str(tmp_path / "b")])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "notebooks: 1 ok, 1 failed" in captured.out  # notebook 02 still ran and is summarised
+    assert "03_dies.ipynb: DeadKernelError" in captured.err
+
+
+def test_a_failing_cell_is_named_by_its_place_in_the_source(tiny_workbook, tmp_path, capsys):
+    # papermill counts its injected-parameters cell; the message must count the source's cells
+    code = main(["run", "2", "--notebook-dir", str(tiny_workbook), "--output", str(tmp_path / "b"),
+                 "-p", "boom", "true"])
+    assert code == 1
+    assert "02_second.ipynb: cell 2 ('if boom:') raised RuntimeError" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["inside", "file"])
+def test_output_inside_the_notebooks_or_onto_a_file_is_refused(tiny_workbook, tmp_path, where):
+    target = tiny_workbook / "out" if where == "inside" else tmp_path / "a-file"
+    if where == "file":
+        target.write_text("keep me")
+    with pytest.raises(workbook.WorkbookError, match="--output must"):
+        workbook.check_output_folder(target, tiny_workbook)
+
+
+def test_a_backwards_range_is_explained(tiny_workbook):
+    with pytest.raises(workbook.WorkbookError, match="runs backwards; write 1-2"):
+        workbook.select(workbook.discover(tiny_workbook), ["2-1"])
+
+
+@pytest.mark.parametrize(("name", "value", "accepted"), [
+    ("rng", "bogus", "reseed, global"), ("n_max", "0", ">= 100"), ("fault", "0", "other than 0")])
+def test_notebook_specific_parameters_are_checked_before_any_kernel_starts(name, value, accepted):
+    with pytest.raises(workbook.WorkbookError, match=accepted):
+        workbook.resolve_parameters(workbook.discover(), [(name, value)])
