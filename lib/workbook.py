@@ -29,6 +29,7 @@ from lib.verdict import parse_verdict
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOK_NAME = re.compile(r"^(\d{2})_[\w-]+\.ipynb$")
 KERNEL_NAME = "python3"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 class WorkbookError(Exception):
@@ -201,6 +202,11 @@ def strip_run_metadata(notebook):
     notebook.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python",
                                        "name": KERNEL_NAME}
     for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            # A widget view names a model by a fresh random id on every run, and
+            # the model's state is not stored: keep only its plain-text form.
+            if WIDGET_VIEW in output.get("data", {}):
+                output["data"] = {k: v for k, v in output["data"].items() if k != WIDGET_VIEW}
         for key in ("papermill", "execution", "ExecuteTime"):
             cell.metadata.pop(key, None)
         tags = [t for t in cell.metadata.get("tags", []) if t != "injected-parameters"]

@@ -201,3 +201,13 @@ def test_a_backwards_range_is_explained(tiny_workbook):
 def test_notebook_specific_parameters_are_checked_before_any_kernel_starts(name, value, accepted):
     with pytest.raises(workbook.WorkbookError, match=accepted):
         workbook.resolve_parameters(workbook.discover(), [(name, value)])
+
+
+def test_widget_views_are_stored_as_plain_text_only():
+    from nbformat.v4 import new_output
+
+    cell = new_code_cell("w")
+    cell.outputs = [new_output("display_data", data={workbook.WIDGET_VIEW: {"model_id": "abc"},
+                                                     "text/plain": "VBox()"})]
+    clean = workbook.strip_run_metadata(new_notebook(cells=[cell]))
+    assert clean.cells[0].outputs[0]["data"] == {"text/plain": "VBox()"}
