@@ -7,12 +7,14 @@ notebooks), so a notebook whose verdict ignored its parameters would fail.
 
 from __future__ import annotations
 
+import itertools
+
 import nbformat
 import pytest
 
 from lib import workbook
 from lib.cli import main
-from lib.replica import replay_original_test, test_values
+from lib.replica import SWITCHES, matches_reported, replay_original_test, test_values
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +52,19 @@ def test_float64_verdicts_follow_the_evidence(float64_run):
     assert verdicts["05"] == "REFUTED"          # the backward formula is right in every dtype
     assert verdicts["06"] == "REFUTED"          # precision cannot fail a float64 check here
     assert verdicts["10"] == "INCONCLUSIVE"     # nothing to fix when the original passes
+    assert verdicts["04"] == "REFUTED"          # the backward multiplies by the forward's mask
+    assert verdicts["11"] == "REFUTED"          # the check passes: nothing for diagnose to explain
+
+
+def test_float64_ablation_finds_no_combination_with_the_reported_numbers(float64_run):
+    _, out = float64_run
+    base = {"p": 0.5, "values": test_values(8)}
+    reproduced = [
+        combo for combo in itertools.product(*SWITCHES.values(), (7, 0))
+        if matches_reported(replay_original_test(**base, **dict(zip([*SWITCHES, "seed"], combo, strict=True))).result)
+    ]
+    assert reproduced == []  # with p = 0.5 no analytical gradient can be 1/(1 - 0.3)
+    assert _verdicts(out)["09"] == "INCONCLUSIVE"
 
 
 def test_seed_zero_turns_the_rng_hypothesis_around(tmp_path):
