@@ -68,10 +68,25 @@ The tolerance is the sum of the three:
 
 Nothing in T is tuned: a backward that passes the dense rule everywhere fails
 the fast check with probability at most FALSE_ALARM, so a fast failure is
-evidence that the dense check fails too. The price is sensitivity: one element
-off by |e_j| is seen only when |e_j| w_j stands out of T, i.e. roughly when
-|e_j| > lam * sqrt(sum_i t_i^2); that threshold grows like sqrt(N). Truncation
-(O(h^2) relative) is neglected, as in the dense mode.
+evidence that the dense check fails too. Truncation (O(h^2) relative) is
+neglected, as in the dense mode.
+
+The blind spot
+--------------
+The price is sensitivity. One element off by e_j puts e_j s_j w_j into every
+probe's residual; the rest of the residual (the other elements' errors and the
+rounding) stays within the probe's T, which is what T bounds. So a probe is
+certain to fail (up to FALSE_ALARM) once |e_j| w_j > 2 T, and the smallest
+single-element error the check is guaranteed to see is
+
+    2 min_k T_k / w_j        (FastCheckResult.detection_threshold)
+
+roughly 2 lam * sqrt(sum_i (t_i w_i)^2) / w_j, which grows like sqrt(N). A
+smaller error may or may not be seen (it is seen when it stands out of T
+alone, from about half the threshold when the rest of the residual is small);
+the dense mode sees every error above its own tolerance t_j. The result
+reports the largest threshold over the elements (max_detection_threshold) in
+its summary, pass or fail.
 
 Localisation
 ------------
@@ -122,6 +137,12 @@ DEFAULT_SEED = 0
 
 #: How many failing elements a failed fast check tracks down by default.
 DEFAULT_LOCALISE = 3
+
+#: A failure raised for an x of at most this many elements ends with lib.diagnose's
+#: findings, as in the dense mode. A diagnosis costs about one dense pass (2 forward
+#: calls per element), which would defeat the fast mode on a larger x: above this
+#: size the message says how to get one instead.
+DIAGNOSE_MAX_SIZE = 4096
 
 # Unit roundoff of float64, for the accumulation error of each dot product.
 _U64 = 2.0**-53
@@ -183,6 +204,12 @@ class FastCheckResult(GradCheckResult):
         localised_probe: the probe the localisation split, or None.
         search_calls: forward calls spent splitting groups of elements.
         detail_calls: forward calls spent measuring elements reached by inference.
+        mutated_by: who wrote into the array it was given: "", "forward",
+            "backward" or "forward and backward".
+
+    Properties beyond the probe and element views: detection_threshold (x's
+    shape) and max_detection_threshold, the blind spot of the probes (module
+    docstring): a single-element error below it can go unseen.
     """
 
     seed: int | None = None
@@ -194,10 +221,36 @@ class FastCheckResult(GradCheckResult):
     localised_probe: int | None = None
     search_calls: int = 0
     detail_calls: int = 0
+    mutated_by: str = ""
 
     @property
     def probes(self) -> int:
         return int(self.probe_analytical.size)
+
+    @property
+    def detection_threshold(self) -> np.ndarray:
+        """2 min_k T_k / w_i, float64, x's shape: the smallest error in element i alone that
+        some probe is certain to see (up to FALSE_ALARM).
+
+        T_k = probe_tolerance * probe_step is probe k's tolerance on a . d;
+        w_i is element i's realised width (`step`). An error below this in one
+        element can pass the fast check while the dense mode fails it.
+        """
+        if not self.probes:
+            return np.zeros(self.step.shape)
+        tolerance = float(np.min(self.probe_tolerance * self.probe_step))
+        with np.errstate(invalid="ignore", over="ignore"):
+            return 2.0 * tolerance / self.step
+
+    @property
+    def max_detection_threshold(self) -> float:
+        """The largest detection_threshold over the elements (the widest blind spot); 0 for an empty x."""
+        threshold = self.detection_threshold
+        return float(np.max(threshold)) if threshold.size else 0.0
+
+    def _mutation_text(self) -> str:
+        who = self.mutated_by or "forward or backward"
+        return f"{who} modified the array it was given"
 
     @property
     def probe_error_ratio(self) -> np.ndarray:
@@ -226,7 +279,7 @@ class FastCheckResult(GradCheckResult):
         return ratio
 
     def summary(self) -> str:
-        """One line: PASS/FAIL, probes within tolerance, failing elements found."""
+        """One line: PASS/FAIL, probes within tolerance, failing elements found, the blind spot."""
         verdict = "PASS" if self.passed else "FAIL"
         ratios = self.probe_error_ratio
         worst = float(np.max(ratios)) if ratios.size else 0.0
@@ -237,29 +290,41 @@ class FastCheckResult(GradCheckResult):
         failing = self.failing_indices
         if failing.size:
             line += f"; failing elements found: {failing.tolist()}"
-        return line
+        if self.input_mutated:
+            line += f"; {self._mutation_text()}"
+        return line + f"; a single-element error below {self.max_detection_threshold:.4g} can go unseen"
 
     def report(self, max_rows: int = MAX_REPORTED_ELEMENTS) -> str:
         """The dense report's layout: tolerance, then the probes, then the elements found."""
         failing = self.failing_indices
         n_failed_probes = int(np.sum(~self.probes_passed))
-        if failing.size:
+        if self.input_mutated:
+            # The reason for the failure whatever the probes say: a forward that
+            # writes to its input corrupts the points it is evaluated at.
+            head = f"Gradient check failed for {self.dtype}: {self._mutation_text()} (input mutation)"
+            if failing.size:
+                head += f"; gradient mismatch at index {int(failing[0])}"
+        elif failing.size:
             head = f"Gradient check failed for {self.dtype}: gradient mismatch at index {int(failing[0])}"
         elif n_failed_probes:
             head = (
                 f"Gradient check failed for {self.dtype}: a random projection of the gradient is off "
                 "(no failing element localised)"
             )
-        elif not self.passed:
-            head = f"Gradient check failed for {self.dtype}: the input array was modified"
         else:
             head = f"Gradient check passed for {self.dtype}"
+        threshold = self.detection_threshold.reshape(-1)
+        blind = ""
+        if threshold.size:
+            worst = int(np.argmax(threshold))
+            blind = (f"; a single-element error below {threshold[worst]:.4g} can go unseen "
+                     f"(2T/w, largest at index {worst})")
         lines = [
             head,
             tolerance_line(self),
             f"Fast mode: {n_failed_probes} of {self.probes} random projections failed (seed {self.seed}); "
             "each compares a.d with grad_output.(f(x+) - f(x-)) along the realised step d,",
-            "with a tolerance derived from the pass rule and the rounding budget (lib.fastcheck)",
+            f"with a tolerance derived from the pass rule and the rounding budget (lib.fastcheck){blind}",
             format_probe_table(self),
         ]
         measured = np.flatnonzero(self.measured.ravel())
@@ -276,7 +341,7 @@ class FastCheckResult(GradCheckResult):
                 lines.append(f"  ... and {failing.size - max_rows} more failing elements")
         lines.append(f"Numerical gradient divided by the {self.divide_by} step")
         if self.input_mutated:
-            lines.append("Warning: forward or backward modified the array it was given.")
+            lines.append(f"Warning: {self._mutation_text()}.")
         lines.extend(self.notes)
         return "\n".join(lines)
 
@@ -832,7 +897,11 @@ def check_gradient_fast(forward, backward, x, grad_output, *, probes=DEFAULT_PRO
         seed: seed of the checker's own Generator (never the global RNG); the
             same seed gives the same probes. None draws fresh OS entropy.
         localise: how many failing elements to track down (0: none).
-        raise_on_failure: raise GradientCheckError (with `.result`) on failure.
+        raise_on_failure: raise GradientCheckError (with `.result`) on failure. Its
+            message is the report followed, as in the dense mode, by
+            lib.diagnose's findings (most likely cause first) when x has at most
+            DIAGNOSE_MAX_SIZE elements (a diagnosis costs about one dense pass);
+            above that, by a line saying how to get them.
 
     Returns:
         FastCheckResult: per-probe values (shape (probes,)), per-element
@@ -874,12 +943,14 @@ def check_gradient_fast(forward, backward, x, grad_output, *, probes=DEFAULT_PRO
         raise ValueError(f"backward must return an array of x's shape {x.shape}; got {analytical.shape}")
     a64 = np.asarray(analytical, dtype=np.float64)
     a_flat = a64.reshape(-1)
-    mutated_early = forward_wrote or not _same_bits(work, x)
+    backward_wrote = not _same_bits(work, x)
+    mutated_early = forward_wrote or backward_wrote
     if x.size == 0:
         return FastCheckResult(passed=not mutated_early, dtype=str(x.dtype), analytical=a64,
                                numerical=a64.copy(), tolerance=a64.copy(), step=a64.copy(), rtol=rtol, atol=atol,
                                forward_calls=prober.calls, input_mutated=mutated_early, seed=seed,
-                               measured=np.zeros(x.shape, dtype=bool))
+                               measured=np.zeros(x.shape, dtype=bool),
+                               mutated_by=_writers(forward_wrote, backward_wrote))
     # Reported per unit of the realised step length ||d||_2 (directional derivatives).
     groups, step_length = _probe_groups(sides, signs, width, a_flat, rtol=rtol, atol=atol)
     probe_analytical = np.array([g.analytical / step_length for g in groups])
@@ -903,7 +974,9 @@ def check_gradient_fast(forward, backward, x, grad_output, *, probes=DEFAULT_PRO
             notes.extend(_localisation_notes(lam, groups[chosen], leaves, a_flat, localise, stopped,
                                              rtol=rtol, atol=atol))
 
-    mutated = mutated_early or not prober.still_intact() or not _same_bits(work, x)
+    forward_wrote = forward_wrote or not prober.still_intact()
+    backward_wrote = backward_wrote or not _same_bits(work, x)
+    mutated = forward_wrote or backward_wrote
     if leaves:
         numerical = np.full(x.shape, np.nan)
         measured = np.zeros(x.shape, dtype=bool)
@@ -938,10 +1011,40 @@ def check_gradient_fast(forward, backward, x, grad_output, *, probes=DEFAULT_PRO
         localised_probe=chosen,
         search_calls=search.search_calls if search else 0,
         detail_calls=search.detail_calls if search else 0,
+        mutated_by=_writers(forward_wrote, backward_wrote),
     )
     if not result.passed and raise_on_failure:
-        raise GradientCheckError(result)
+        lines = _diagnosis_lines(result, forward, backward, x, grad_output, rtol=rtol, atol=atol, eps=eps)
+        raise GradientCheckError(result, "\n".join([result.report(), *lines]))
     return result
+
+
+def _writers(forward_wrote: bool, backward_wrote: bool) -> str:
+    """Who wrote into the array it was given, for FastCheckResult.mutated_by."""
+    return " and ".join(who for who, wrote in (("forward", forward_wrote), ("backward", backward_wrote)) if wrote)
+
+
+def _diagnosis_lines(result: FastCheckResult, forward, backward, x, grad_output, *, rtol, atol, eps) -> list[str]:
+    """What a raised failure appends to its report: lib.diagnose's findings, as in the dense mode,
+    for an x of at most DIAGNOSE_MAX_SIZE elements; above that, one line on how to get them."""
+    if x.size > DIAGNOSE_MAX_SIZE:
+        found = result.failing_indices
+        around = f" around the localised element{'s' if found.size > 1 else ''} {found.tolist()}" if found.size else ""
+        return [
+            f"Diagnosis skipped: x has {x.size} elements, more than DIAGNOSE_MAX_SIZE = {DIAGNOSE_MAX_SIZE} "
+            "(a diagnosis costs about one dense pass, 2 forward calls per element); for the cause, call "
+            f"lib.diagnose.diagnose(forward, backward, x, grad_output) on a slice of x{around} "
+            "small enough to reproduce the failure, or raise lib.fastcheck.DIAGNOSE_MAX_SIZE"
+        ]
+    try:
+        # Imported here: lib.diagnose imports lib.gradcheck, which imports this
+        # module lazily. Inside a running diagnosis failure_lines returns
+        # nothing, so this cannot recurse.
+        from lib.diagnose import failure_lines
+
+        return failure_lines(forward, backward, x, grad_output, rtol=rtol, atol=atol, eps=eps)
+    except Exception as error:  # a broken diagnosis must not hide the failure it explains
+        return [f"Diagnosis unavailable ({type(error).__name__}: {error})"]
 
 
 def _localisation_notes(lam, root, leaves, a_flat, localise, stopped, *, rtol, atol) -> list[str]:

@@ -14,9 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import lib.diagnose
+import lib.fastcheck
 from lib.dropout import dropout, dropout2d, dropout2d_backward, dropout_backward
 from lib.fastcheck import (
     DEFAULT_PROBES,
+    DIAGNOSE_MAX_SIZE,
     FALSE_ALARM,
     FastCheckResult,
     _points,
@@ -25,6 +28,7 @@ from lib.fastcheck import (
     hoeffding_multiplier,
 )
 from lib.gradcheck import GradientCheckError, _realised_points, check_gradient, default_step
+from lib.mutants import by_name
 
 P = 0.3
 SCALE = 1.0 / (1.0 - P)
@@ -130,6 +134,22 @@ WRONG = {
 }
 
 
+DIAGNOSIS = "Diagnosis (most likely cause first):"
+
+
+def diagnosis_block(message: str) -> list[str]:
+    """The lines of a failure message from its diagnosis header on."""
+    lines = message.split("\n")
+    return lines[lines.index(DIAGNOSIS):]
+
+
+def primary_code(message: str) -> str:
+    """The code of the first finding in a failure message's diagnosis ("  1. code: ...")."""
+    first = diagnosis_block(message)[1]
+    assert first.startswith("  1. "), first
+    return first[len("  1. "):].split(":")[0]
+
+
 # --- verdicts ------------------------------------------------------------------------------------
 
 
@@ -160,7 +180,8 @@ def test_fails_wrong_backward_and_names_elements_the_dense_mode_fails(name, dtyp
         check_gradient_fast(forward, backward, x, grad_output, seed=1)
     fast = raised.value.result
     assert not fast.passed
-    assert str(raised.value) == fast.report()
+    # The report, then the diagnosis the dense mode appends (x is small enough to diagnose).
+    assert str(raised.value).startswith(fast.report() + "\nDiagnosis (most likely cause first):\n  1. ")
     failing = fast.failing_indices
     assert failing.size >= 1, fast.report()
 
@@ -208,6 +229,234 @@ def test_hoeffding_multiplier_matches_the_false_alarm_budget():
     for probes in (1, 2, 8):
         lam = hoeffding_multiplier(probes)
         assert math.isclose(2 * probes * 2 * math.exp(-lam * lam / 2), FALSE_ALARM)
+
+
+# --- the tolerance, pinned from both sides -----------------------------------------------------
+#
+# The tests below recompute the documented tolerance from scratch, with the
+# documented false-alarm probability written out (1e-6), on float64 dropout:
+# a linear forward, so the numerical side is exact up to rounding below 1e-6
+# of T, and a planted fault's residual is |e_j| w_j to that accuracy. A
+# tolerance looser or tighter by a few per cent (FALSE_ALARM changed by 2x
+# either way moves lam by about 4 %) flips one of the verdicts.
+
+DOCUMENTED_FALSE_ALARM = 1e-6
+
+
+def documented_tolerance(analytical, width, probes: int, rtol: float = 1e-3, atol: float = 1e-6) -> float:
+    """T = lam * ||t * w||_2 with t = (atol + rtol |a|) / (1 - rtol), lam = sqrt(2 ln(4k / 1e-6)).
+
+    The rounding and accumulation terms of T are left out: for float64
+    dropout they are below 1e-6 of it.
+    """
+    lam = math.sqrt(2.0 * math.log(4.0 * probes / DOCUMENTED_FALSE_ALARM))
+    t = (atol + rtol * np.abs(np.asarray(analytical, dtype=np.float64).ravel())) / (1.0 - rtol)
+    return lam * float(np.linalg.norm(t * np.asarray(width, dtype=np.float64).ravel()))
+
+
+def exact_dropout(n: int, seed: int):
+    forward, backward, x, grad_output = dropout_case(n, np.float64, seed=seed)
+    width = _realised_points(x, default_step(x))[2]
+    return forward, backward, x, grad_output, width
+
+
+@pytest.mark.parametrize("probes", [1, 2, 5])
+def test_probe_tolerance_is_the_documented_one(probes):
+    forward, backward, x, grad_output, width = exact_dropout(3000, seed=1)
+    result = check_gradient_fast(forward, backward, x, grad_output, probes=probes)
+    expected = documented_tolerance(result.analytical, width, probes)
+    np.testing.assert_allclose(result.probe_tolerance * result.probe_step, expected, rtol=1e-6)
+    np.testing.assert_array_equal(result.probe_step, np.linalg.norm(width))
+
+
+@pytest.mark.parametrize(("n", "seed", "probes"), [(50, 0, 2), (1000, 1, 2), (4000, 2, 2), (1000, 3, 1), (777, 4, 4)])
+def test_verdict_flips_where_a_planted_residual_crosses_the_documented_tolerance(n, seed, probes):
+    forward, backward, x, grad_output, width = exact_dropout(n, seed)
+    j = int(np.random.default_rng([seed, n]).integers(n))
+    for factor, fails in ((0.98, False), (1.02, True)):
+        for sign in (1.0, -1.0):
+            # T depends on the wrong element's own |a_j| too: solve |e_j| w_j = factor * T
+            # by fixed-point iteration (T changes by well under 1 % with e_j).
+            error = 0.0
+            for _ in range(8):
+                faulty_t = documented_tolerance(planted(backward, {j: error})(grad_output, x), width, probes)
+                error = sign * factor * faulty_t / width[j]
+            wrong = planted(backward, {j: error})
+            faulty_t = documented_tolerance(wrong(grad_output, x), width, probes)
+            assert abs(error) * width[j] / faulty_t == pytest.approx(factor, rel=1e-6)
+            result = check_gradient_fast(forward, wrong, x, grad_output, probes=probes, seed=seed,
+                                         raise_on_failure=False)
+            assert result.passed is not fails, (factor, sign, result.summary())
+            # |residual| is the same for every probe: e_j s_j w_j with s_j = +-1.
+            ratios = result.probe_error_ratio
+            np.testing.assert_allclose(ratios, abs(error) * width[j] / faulty_t, rtol=1e-6)
+            if fails:
+                assert result.failing_indices.tolist() == [j]
+
+
+# --- the blind spot ----------------------------------------------------------------------------
+
+
+def test_detection_threshold_is_twice_the_tolerance_over_the_step():
+    forward, backward, x, grad_output, width = exact_dropout(2000, seed=5)
+    result = check_gradient_fast(forward, backward, x, grad_output)
+    expected = 2.0 * documented_tolerance(result.analytical, width, DEFAULT_PROBES) / width
+    assert result.detection_threshold.shape == x.shape
+    np.testing.assert_allclose(result.detection_threshold, expected, rtol=1e-6)
+    assert result.max_detection_threshold == pytest.approx(float(expected.max()), rel=1e-6)
+    # Shown in the one-line summary even though the check passed, and in the report.
+    summary = result.summary()
+    assert "\n" not in summary
+    assert summary.startswith("PASS: ")
+    assert summary.endswith(f"; a single-element error below {result.max_detection_threshold:.4g} can go unseen")
+    assert f"a single-element error below {result.max_detection_threshold:.4g} can go unseen" in result.report()
+
+
+def test_empty_input_has_no_blind_spot():
+    x = np.zeros(0)
+    result = check_gradient_fast(lambda a: a, lambda g, a: g, x, x)
+    assert result.detection_threshold.shape == (0,)
+    assert result.max_detection_threshold == 0.0
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(2, 4096),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    probes=st.integers(1, 3),
+    above=st.floats(1.01, 3.0),
+    negative=st.booleans(),
+    data=st.data(),
+)
+def test_a_fault_just_above_the_detection_threshold_is_always_found(n, dtype, probes, above, negative, data):
+    j = data.draw(st.integers(0, n - 1), label="fault index")
+    seed = data.draw(st.integers(0, 2**32 - 1), label="probe seed")
+    forward, backward, x, grad_output = dropout_case(n, dtype)
+    clean = check_gradient_fast(forward, backward, x, grad_output, probes=probes, seed=seed)
+    error = (-1.0 if negative else 1.0) * above * float(clean.detection_threshold.ravel()[j])
+    result = check_gradient_fast(forward, planted(backward, {j: error}), x, grad_output, probes=probes, seed=seed,
+                                 raise_on_failure=False)
+    assert not result.passed
+    assert result.failing_indices.tolist() == [j]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_fault_well_below_the_detection_threshold_passes_unseen(dtype):
+    # The blind spot, documented: a quarter of the threshold puts half of T into
+    # the residual, which the probes accept whatever their signs, while the
+    # dense mode fails the element by tens of tolerances.
+    forward, backward, x, grad_output = dropout_case(1000, dtype)
+    j = 637
+    for seed in range(20):
+        clean = check_gradient_fast(forward, backward, x, grad_output, seed=seed)
+        error = 0.25 * float(clean.detection_threshold.ravel()[j])
+        wrong = planted(backward, {j: error})
+        result = check_gradient_fast(forward, wrong, x, grad_output, seed=seed)
+        assert result.passed
+        assert f"below {result.max_detection_threshold:.4g} can go unseen" in result.summary()
+    dense = check_gradient(forward, wrong, x, grad_output, raise_on_failure=False)
+    assert dense.failing_indices.tolist() == [j]
+    assert dense.error_ratio.ravel()[j] > 20
+
+
+def test_a_correct_backward_never_fails_across_many_seeds():
+    forward, backward, x, grad_output = dropout_case(3000, np.float32)
+    for seed in range(200):
+        result = check_gradient_fast(forward, backward, x, grad_output, seed=seed, raise_on_failure=False)
+        assert result.passed, result.summary()
+        # Rounding alone stays far inside T.
+        assert np.max(result.probe_error_ratio) < 0.05
+
+
+# --- the failure message: the dense mode's diagnosis ------------------------------------------
+
+
+@pytest.mark.parametrize("wrong", ["no_scale", "inverted", "sign"])
+def test_a_raised_failure_ends_with_the_same_diagnosis_as_the_dense_mode(wrong):
+    forward, backward, x, grad_output = dropout_case(100, np.float32, wrong=wrong)
+    with pytest.raises(GradientCheckError) as fast:
+        check_gradient_fast(forward, backward, x, grad_output)
+    with pytest.raises(GradientCheckError) as dense:
+        check_gradient(forward, backward, x, grad_output)
+    fast_message = str(fast.value)
+    assert fast_message.startswith(fast.value.result.report() + "\n" + DIAGNOSIS)
+    assert diagnosis_block(fast_message) == diagnosis_block(str(dense.value))
+    expected = {"no_scale": "wrong-backward", "inverted": "mask-mismatch", "sign": "wrong-backward"}[wrong]
+    assert primary_code(fast_message) == expected
+
+
+@pytest.mark.parametrize("name", ["missing-scale", "inverted-mask", "seedless-forward", "inplace-forward",
+                                  "backward-scratch-x", "softmax-diagonal-only", "tolerance-below-budget"])
+def test_catalogue_mutants_get_the_dense_modes_primary_code(name):
+    entry = by_name(name)
+    dtype = entry.dtypes[0]
+    codes = {}
+    for mode in ("dense", "fast"):
+        # A fresh problem per mode: some forwards keep state between calls.
+        with pytest.raises(GradientCheckError) as raised:
+            check_gradient(*entry.build(dtype, 0), mode=mode, **entry.check)
+        codes[mode] = primary_code(str(raised.value))
+    assert codes == {"dense": entry.code, "fast": entry.code}
+
+
+def test_above_the_size_limit_the_diagnosis_is_skipped_and_says_how_to_get_it():
+    n = DIAGNOSE_MAX_SIZE + 1
+    forward, backward, x, grad_output = dropout_case(n, np.float32, seed=2)
+    j = 1234
+    calls = []
+
+    def counted(a):
+        calls.append(1)
+        return forward(a)
+
+    with pytest.raises(GradientCheckError) as raised:
+        check_gradient_fast(counted, planted(backward, {j: 30.0}), x, grad_output)
+    message = str(raised.value)
+    assert DIAGNOSIS not in message
+    last = message.split("\n")[-1]
+    assert last.startswith(f"Diagnosis skipped: x has {n} elements, more than DIAGNOSE_MAX_SIZE = "
+                           f"{DIAGNOSE_MAX_SIZE}")
+    assert "lib.diagnose.diagnose" in last and f"around the localised element [{j}]" in last
+    assert message.startswith(raised.value.result.report() + "\n")
+    # No dense pass was spent: every forward call is the fast check's own.
+    assert len(calls) == raised.value.result.forward_calls < 60
+
+
+def test_the_size_limit_is_read_at_call_time(monkeypatch):
+    forward, backward, x, grad_output = dropout_case(100, np.float64, wrong="no_scale")
+    for limit, diagnosed in ((100, True), (99, False)):
+        monkeypatch.setattr(lib.fastcheck, "DIAGNOSE_MAX_SIZE", limit)
+        with pytest.raises(GradientCheckError) as raised:
+            check_gradient_fast(forward, backward, x, grad_output)
+        assert (DIAGNOSIS in str(raised.value)) is diagnosed
+        assert ("Diagnosis skipped: x has 100 elements, more than DIAGNOSE_MAX_SIZE = 99"
+                in str(raised.value)) is not diagnosed
+
+
+def test_a_diagnosis_that_raises_does_not_hide_the_failure(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("diagnosis broke")
+
+    monkeypatch.setattr(lib.diagnose, "failure_lines", broken)
+    forward, backward, x, grad_output = dropout_case(100, np.float32, wrong="no_scale")
+    with pytest.raises(GradientCheckError) as raised:
+        check_gradient_fast(forward, backward, x, grad_output)
+    assert not raised.value.result.passed
+    assert str(raised.value) == (raised.value.result.report()
+                                 + "\nDiagnosis unavailable (RuntimeError: diagnosis broke)")
+
+
+def test_no_diagnosis_without_raising():
+    forward, backward, x, grad_output = dropout_case(100, np.float32, wrong="no_scale")
+    calls = []
+
+    def counted(a):
+        calls.append(1)
+        return forward(a)
+
+    result = check_gradient_fast(counted, backward, x, grad_output, raise_on_failure=False)
+    assert not result.passed
+    assert len(calls) == result.forward_calls
 
 
 # --- what a probe measures ---------------------------------------------------------------------
@@ -295,8 +544,33 @@ def test_a_forward_that_writes_to_its_input_is_reported(localise):
     result = check_gradient_fast(forward, lambda g, a: 2.0 * g, x, np.ones_like(x), localise=localise,
                                  raise_on_failure=False)
     assert result.input_mutated
+    assert result.mutated_by == "forward"
     assert not result.passed
     np.testing.assert_array_equal(x, keep)
+    # The headline names the mutation as the reason, not the probes it corrupted.
+    assert result.report().startswith(
+        "Gradient check failed for float64: forward modified the array it was given (input mutation)")
+    assert "forward modified the array it was given" in result.summary()
+    with pytest.raises(GradientCheckError) as raised:
+        check_gradient_fast(forward, lambda g, a: 2.0 * g, x, np.ones_like(x), localise=localise)
+    assert primary_code(str(raised.value)) == "input-mutation"
+
+
+def test_a_backward_that_writes_to_its_input_is_the_headline_even_when_the_probes_pass():
+    x = np.linspace(-1, 1, 20)
+
+    def backward(g, a):
+        a[:] = 0.0  # scribbles over its x
+        return 2.0 * g
+
+    result = check_gradient_fast(lambda a: 2.0 * a, backward, x, np.ones_like(x), raise_on_failure=False)
+    assert np.all(result.probes_passed)
+    assert not result.passed and result.mutated_by == "backward"
+    assert result.report().startswith(
+        "Gradient check failed for float64: backward modified the array it was given (input mutation)")
+    with pytest.raises(GradientCheckError) as raised:
+        check_gradient_fast(lambda a: 2.0 * a, backward, x, np.ones_like(x))
+    assert primary_code(str(raised.value)) == "input-mutation"
 
 
 def test_forward_reusing_its_output_buffer_is_copied_in_time():
