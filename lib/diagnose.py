@@ -14,8 +14,9 @@ pair and names the most likely cause:
                               or mishandling grad_output, or no pattern)
     precision                 the mismatch disappears with the realised step,
                               the dtype-aware step, or in float64, and is
-                              within the finite-difference budget of the
-                              dtype and step (or no jump explains it)
+                              either within the finite-difference budget of
+                              the dtype and step (rounding) or, with no jump
+                              within the step, truncation at a kink or bend
     input-mutation            forward or backward writes into an array it is given
 
 The evidence, all from calls of the user's own functions:
@@ -89,8 +90,8 @@ HYPOTHESES = {
     ),
     "wrong-backward": "H3: backward does not compute the vector-Jacobian product of the forward",
     "precision": (
-        "H4: the mismatch is rounding in the finite difference, within the budget of the "
-        "dtype and step; the gradient formula is right"
+        "H4: finite-difference error of the check (rounding or truncation at this step), "
+        "not a wrong gradient"
     ),
     "input-mutation": "checker/test: forward or backward writes into an array it is given",
 }
@@ -974,9 +975,15 @@ def _precision_finding(first: _Pass, resolved_by: str, resolving: _Pass | None, 
         typical = float(np.median(resolving.half))
         after = resolving.trial().user
         collapsed = int(np.sum(first.width == 0))
-        why = (f"x+eps and x-eps round to x itself at {collapsed}/{first.width.size} elements, so the "
-               "difference there is 0" if collapsed else
-               "rounding noise, about machine eps / eps relative, swamps the difference")
+        worst = int(np.argmax(first.ratios()[0]))
+        if collapsed:
+            why = (f"x+eps and x-eps round to x itself at {collapsed}/{first.width.size} elements, so the "
+                   "difference there is 0 (rounding)")
+        elif first.half[worst] > resolving.half[worst]:
+            why = ("the step is coarser than the dtype-aware one, and the central difference's truncation "
+                   "error, of order eps^2 times the third derivative, dominates")
+        else:
+            why = "rounding noise, about machine eps / eps relative, swamps the difference"
         return _finding(
             "precision",
             f"max error/tolerance {before:.3g} with eps={eps:g}, {after:.3g} with the dtype-aware step "
@@ -998,7 +1005,7 @@ def _precision_finding(first: _Pass, resolved_by: str, resolving: _Pass | None, 
         "precision",
         f"max error/tolerance {before:.3g}, yet in float64 at the dtype-aware step analytical and numerical "
         f"agree to {worst_rel:.2g} relative: rtol={first.rtol:g}, atol={first.atol:g} asks for more than "
-        "a central difference can resolve",
+        "a central difference can resolve (its rounding and truncation error)",
         "use a tolerance above the finite-difference budget (rtol >= 1e-6 in float64, 1e-3 in float32)",
     )
 
@@ -1036,8 +1043,8 @@ def _resolved_elsewhere(session: _Session, first: _Pass, failed: list[_Pass], re
     bend = ("the forward has no jump there (its change splits between the halves when the step is bisected), "
             "so it bends on a scale below eps (a kink within the step, or curvature the step is too coarse "
             "for): the mismatch is the finite difference's truncation error, not the formula" if probe else
-            "a kink, sharp curvature or a jump within eps of x would do this (not searched for: another "
-            "finding explains the random grad_outputs' failure)")
+            "truncation at a kink or sharp curvature within eps of x would do this, and so would a jump "
+            "there (not searched for: another finding explains the random grad_outputs' failure)")
     return [_finding(
         "precision",
         f"{head}: at the worst element (flat index {i}, x = {float(worst.x.reshape(-1)[i]):.6g}, "

@@ -2,8 +2,9 @@
 
 A finite-difference checker moves one input element to x_i + eps, then to
 x_i - eps, and must put it back before it moves the next one. A checker whose
-"copy" of x is a view of the caller's buffer, and that never restores, leaves
-every element it has visited at x_i - eps. Two things follow:
+"copy" of x is a view of the caller's buffer, that sets each element from a
+saved value and never restores it, leaves every element it has visited at
+x_i - eps. Two things follow:
 
 * the caller's array is changed after the check (a drift of -eps per element);
 * element i is differenced at the drifted point x(i) = (x_0 - eps, ...,
@@ -20,6 +21,26 @@ to first order in eps,
     n_i - g_i(x) = -eps * sum_{j < i} H_ij        H = Hessian of L at x
 
 which grows linearly with eps and crosses any tolerance at a finite step.
+
+That is one way to leak (`leak="saved"`): the checker saves x_i and assigns
+x_i + eps and x_i - eps from the saved value, so it never evaluates at x_i
+itself. A checker that writes literally
+
+    x_plus = x; x_plus[i] += eps; x_minus = x; x_minus[i] -= eps
+    forward(x_plus); forward(x_minus)
+
+has three names for one buffer, and leaks differently (`leak="aliased"`):
+both updates land on x before either evaluation, so both sides see
+(x_i + eps) - eps, about x_i, and the numerical gradient of a deterministic
+function is 0. Evaluating each side right after its update
+(`leak="aliased-in-turn"`) puts the plus side at x_i + eps and the minus
+side back at about x_i: a one-sided difference over eps divided by 2*eps,
+about half the gradient. Both leave the caller's x where it was, up to the
+rounding of (x_i + eps) - eps.
+
+`replay_with_checker` runs the original test (lib.replica's dropout, RNG and
+nominal divide) with any of these checkers, to compare each with the reported
+numbers.
 """
 
 from __future__ import annotations
@@ -30,9 +51,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from lib import _checks
-from lib.gradcheck import tolerance_for
+from lib.dropout import dropout_backward
+from lib.gradcheck import GradCheckResult, build_result, tolerance_for
+from lib.replica import ORIGINAL, GlobalRNG, original_dropout
 
 DIVISIONS = ("nominal", "realised")
+
+#: How a checker that does not restore handles element i (see the module docstring).
+LEAKS = ("saved", "aliased", "aliased-in-turn")
+
+#: Every checker `replay_with_checker` can run: the restoring one, then the leaks.
+CHECKERS = ("restores", *LEAKS)
 
 
 @dataclass(frozen=True)
@@ -45,6 +74,10 @@ class LeakRun:
         x_before, x_after: copies of the caller's array before and after the run
             (x's shape and dtype).
         restore: whether the checker put each element back.
+        at_plus, at_minus: (n,) float64 value of element i while the plus and
+            the minus side of its difference were evaluated.
+        leak: how a checker that does not restore handled each element (one of
+            LEAKS; "saved" when restore is True, which then does not apply).
     """
 
     numerical: np.ndarray
@@ -52,6 +85,9 @@ class LeakRun:
     x_before: np.ndarray
     x_after: np.ndarray
     restore: bool
+    at_plus: np.ndarray
+    at_minus: np.ndarray
+    leak: str = "saved"
 
     @property
     def drift(self) -> np.ndarray:
@@ -68,8 +104,57 @@ def drift(before, after) -> np.ndarray:
     return np.asarray(after, dtype=np.float64) - np.asarray(before, dtype=np.float64)
 
 
+def _validated_leak(restore: bool, leak: str) -> str:
+    _checks.choice(leak, "leak", LEAKS)
+    if restore and leak != "saved":
+        raise ValueError(f"leak={leak!r} describes a checker that does not restore; pass restore=False")
+    return leak
+
+
+def _visit(flat: np.ndarray, i: int, step, evaluate: Callable, restore: bool, leak: str):
+    """Evaluate both sides of element i's difference the way the chosen checker does.
+
+    `flat` is a flat view of the array `evaluate` reads. Returns
+    (plus, minus, at_plus, at_minus): evaluate()'s two results and the value of
+    flat[i] during each.
+    """
+    saved = flat[i]
+    try:
+        if restore or leak == "saved":  # assign from the saved value
+            flat[i] = saved + step
+            at_plus = float(flat[i])
+            plus = evaluate()
+            flat[i] = saved - step
+            at_minus = float(flat[i])
+            minus = evaluate()
+        elif leak == "aliased":  # x_plus[i] += eps; x_minus[i] -= eps on one buffer, then evaluate both
+            flat[i] += step
+            flat[i] -= step
+            at_plus = at_minus = float(flat[i])
+            plus = evaluate()
+            minus = evaluate()
+        else:  # "aliased-in-turn": x_plus[i] += eps, evaluate; x_minus[i] -= eps, evaluate
+            flat[i] += step
+            at_plus = float(flat[i])
+            plus = evaluate()
+            flat[i] -= step
+            at_minus = float(flat[i])
+            minus = evaluate()
+    finally:
+        if restore:
+            flat[i] = saved
+    return plus, minus, at_plus, at_minus
+
+
+def _flat_view(x: np.ndarray) -> np.ndarray:
+    flat = x.reshape(-1)
+    if not np.shares_memory(flat, x):
+        raise ValueError("x must be contiguous so that the checker can perturb it in place")
+    return flat
+
+
 def central_differences(forward: Callable, x: np.ndarray, grad_output, eps: float, *,
-                        restore: bool = True, divide_by: str = "realised") -> LeakRun:
+                        restore: bool = True, leak: str = "saved", divide_by: str = "realised") -> LeakRun:
     """Central differences of L(x) = sum(forward(x) * grad_output), perturbing `x` IN PLACE.
 
     Args:
@@ -79,9 +164,16 @@ def central_differences(forward: Callable, x: np.ndarray, grad_output, eps: floa
         grad_output: array of forward(x)'s shape (cast to float64).
         eps: nominal half-step; x_i + dtype(eps) is rounded to x's dtype.
         restore: True puts each element back in a `finally` block (x is
-            unchanged on return, even if forward raises); False leaves element
-            i at x_i - eps and moves on (the leak).
-        divide_by: "realised" (stored x+ minus stored x-) or "nominal" (2*eps).
+            unchanged on return, even if forward raises); False leaks, as `leak` says.
+        leak: with restore=False, how element i is perturbed (see the module docstring):
+            "saved" assigns x_i + eps and x_i - eps from a saved x_i and leaves
+            x_i - eps behind; "aliased" applies += eps and -= eps to the one
+            buffer before evaluating both sides (both at about x_i);
+            "aliased-in-turn" evaluates after each update (plus side at x_i + eps,
+            minus side at about x_i). With restore=True only "saved" is accepted.
+        divide_by: "nominal" (2*eps) or "realised": the difference between the
+            values element i had during the two evaluations (0 for "aliased",
+            whose numerical gradient is then NaN or infinite).
 
     Returns:
         LeakRun with the (n,) float64 numerical gradient (flat order) and the
@@ -91,32 +183,112 @@ def central_differences(forward: Callable, x: np.ndarray, grad_output, eps: floa
         raise TypeError(f"x must be a numpy array (the checker perturbs it in place); got {type(x).__name__}")
     _checks.float_array(x, "x")
     _checks.choice(divide_by, "divide_by", DIVISIONS)
+    leak = _validated_leak(restore, leak)
     eps = _checks.positive_step(eps)
     g = np.asarray(grad_output, dtype=np.float64).reshape(-1)
     before = x.copy()
-    flat = x.reshape(-1)
-    if not np.shares_memory(flat, x):
-        raise ValueError("x must be contiguous so that the checker can perturb it in place")
+    flat = _flat_view(x)
     step_t = x.dtype.type(eps)
     numerical = np.empty(x.size, dtype=np.float64)
     width = np.empty(x.size, dtype=np.float64)
+    at_plus = np.empty(x.size, dtype=np.float64)
+    at_minus = np.empty(x.size, dtype=np.float64)
+
+    def evaluate():
+        return np.array(forward(x), dtype=np.float64).reshape(-1)
+
     for i in range(x.size):
-        saved = flat[i]
-        try:
-            flat[i] = saved + step_t
-            plus = float(flat[i])
-            out_plus = np.array(forward(x), dtype=np.float64).reshape(-1)
-            flat[i] = saved - step_t
-            minus = float(flat[i])
-            out_minus = np.array(forward(x), dtype=np.float64).reshape(-1)
-        finally:
-            if restore:
-                flat[i] = saved
-        width[i] = 2.0 * eps if divide_by == "nominal" else plus - minus
+        out_plus, out_minus, at_plus[i], at_minus[i] = _visit(flat, i, step_t, evaluate, restore, leak)
+        width[i] = 2.0 * eps if divide_by == "nominal" else at_plus[i] - at_minus[i]
         # Subtract element by element, then reduce: outputs that did not move cancel exactly.
         with np.errstate(divide="ignore", invalid="ignore"):
             numerical[i] = np.dot(out_plus - out_minus, g) / width[i]
-    return LeakRun(numerical=numerical, width=width, x_before=before, x_after=x.copy(), restore=restore)
+    return LeakRun(numerical=numerical, width=width, x_before=before, x_after=x.copy(), restore=restore,
+                   at_plus=at_plus, at_minus=at_minus, leak=leak)
+
+
+@dataclass(frozen=True)
+class LeakReplay:
+    """The original test, run with one checker of CHECKERS (see `replay_with_checker`).
+
+    Attributes:
+        checker: one of CHECKERS.
+        result: the check's GradCheckResult (analytical, numerical, tolerance, ...).
+        at_plus, at_minus: (n,) float64 value of x[i] during the plus and the
+            minus evaluation of element i.
+        x_before, x_after: the test's input array before and after the check.
+    """
+
+    checker: str
+    result: GradCheckResult
+    at_plus: np.ndarray
+    at_minus: np.ndarray
+    x_before: np.ndarray
+    x_after: np.ndarray
+
+    @property
+    def drift(self) -> np.ndarray:
+        """x_after - x_before in float64."""
+        return drift(self.x_before, self.x_after)
+
+    @property
+    def changed_caller(self) -> bool:
+        return not np.array_equal(self.x_before, self.x_after, equal_nan=True)
+
+
+def replay_with_checker(checker: str = "restores", *, dtype: str = ORIGINAL["dtype"], p: float = ORIGINAL["p"],
+                        seed: int = ORIGINAL["seed"], eps: float = ORIGINAL["eps"], values=ORIGINAL["values"],
+                        divide_by: str = ORIGINAL["divide_by"], rtol: float = ORIGINAL["rtol"],
+                        atol: float = ORIGINAL["atol"]) -> LeakReplay:
+    """Run the original test with the checker `checker` instead of the original one.
+
+    The test is lib.replica's with its other switches at their originals: the
+    process-wide RNG reseeded on every dropout call when seed > 0 (seed 0
+    draws on from a fixed start), a forward that calls dropout again, the
+    backward bound to the test's own mask, grad_output all ones. The checker
+    sums each side's loss in float64 and divides the difference by 2*eps
+    ("nominal", the original's) or by the realised step, as lib.replica's
+    does. "restores" and "saved" reproduce lib.replica's restore_input=True
+    and False bit for bit; "aliased" and "aliased-in-turn" are the two leaks
+    of a checker whose x_plus and x_minus are names of x itself.
+    """
+    checker = _checks.choice(checker, "checker", CHECKERS)
+    dt = _checks.dtype_from_name(dtype)
+    p = _checks.drop_probability(p)
+    seed = _checks.positive_int(seed, "seed", low=0, high=2**63 - 1)
+    eps = _checks.positive_step(eps)
+    _checks.choice(divide_by, "divide_by", DIVISIONS)
+    rtol, atol = _checks.non_negative(rtol, "rtol"), _checks.non_negative(atol, "atol")
+    with np.errstate(over="ignore"):
+        x = np.array(np.asarray(values, dtype=np.float64), dtype=dt).reshape(-1)
+    if x.size == 0 or not np.all(np.isfinite(x)):
+        raise ValueError(f"values must be a non-empty sequence of numbers finite in {dt}; got {values!r}")
+    state = GlobalRNG()
+    before = x.copy()
+    _, mask = original_dropout(x, p, seed, state, True)  # the test's own call
+    grad64 = np.ones(x.size, dtype=np.float64)
+    analytical = np.asarray(dropout_backward(np.ones_like(x), mask, p), dtype=np.float64)
+    restore = checker == "restores"
+    leak = "saved" if restore else checker
+    flat = _flat_view(x)
+    step_t = dt.type(eps)
+
+    def evaluate():
+        return np.sum(np.asarray(original_dropout(x, p, seed, state, True)[0], np.float64) * grad64)
+
+    numerical = np.empty(x.size, dtype=np.float64)
+    widths = np.empty(x.size, dtype=np.float64)
+    at_plus = np.empty(x.size, dtype=np.float64)
+    at_minus = np.empty(x.size, dtype=np.float64)
+    for i in range(x.size):
+        loss_plus, loss_minus, at_plus[i], at_minus[i] = _visit(flat, i, step_t, evaluate, restore, leak)
+        widths[i] = 2.0 * eps if divide_by == "nominal" else at_plus[i] - at_minus[i]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            numerical[i] = (loss_plus - loss_minus) / widths[i]
+    result = build_result(analytical, numerical, widths, dtype=dt, rtol=rtol, atol=atol, divide_by=divide_by,
+                          forward_calls=2 * x.size)
+    return LeakReplay(checker=checker, result=result, at_plus=at_plus, at_minus=at_minus,
+                      x_before=before, x_after=x.copy())
 
 
 def drifted_point(x, i: int, eps: float) -> np.ndarray:
@@ -155,7 +327,7 @@ def error_over_tolerance(analytical, numerical, rtol: float, atol: float) -> np.
 
 
 def error_vs_step(forward: Callable, gradient: Callable, x, grad_output, steps, *, restore: bool,
-                  rtol: float = 1e-3, atol: float = 1e-6) -> np.ndarray:
+                  leak: str = "saved", rtol: float = 1e-3, atol: float = 1e-6) -> np.ndarray:
     """Worst error/tolerance of the (leaking or restoring) checker for each step.
 
     Args:
@@ -163,7 +335,7 @@ def error_vs_step(forward: Callable, gradient: Callable, x, grad_output, steps, 
             L = sum(forward(x) * grad_output) (gradient(x) has x's shape).
         x: floating array; each run works on a fresh copy, so x is not changed.
         steps: (k,) nominal half-steps.
-        restore: see `central_differences`.
+        restore, leak: see `central_differences`.
 
     Returns:
         (k,) float64: max over elements of error_over_tolerance(gradient(x), numerical).
@@ -172,7 +344,7 @@ def error_vs_step(forward: Callable, gradient: Callable, x, grad_output, steps, 
     exact = np.asarray(gradient(x), dtype=np.float64).reshape(-1)
     out = np.empty(len(steps))
     for k, h in enumerate(np.asarray(steps, dtype=np.float64)):
-        run = central_differences(forward, x.copy(), grad_output, float(h), restore=restore)
+        run = central_differences(forward, x.copy(), grad_output, float(h), restore=restore, leak=leak)
         out[k] = np.max(error_over_tolerance(exact, run.numerical, rtol, atol))
     return out
 

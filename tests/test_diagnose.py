@@ -182,6 +182,55 @@ def test_a_kink_inside_the_step_is_truncation_not_a_jump(where):
     assert "do not loosen rtol" in d.primary.suggestion and "loosen rtol to" not in d.primary.suggestion
 
 
+def test_precision_hypothesis_agrees_with_truncation_evidence():
+    # A kink inside float32's step: far above the rounding budget, so the evidence
+    # says truncation; the fixed hypothesis text must not claim rounding within budget.
+    x = np.array([1e-4, -0.5, 0.3], np.float32)
+    d = diagnose(np.abs, lambda g, v: g * np.sign(v), x, np.ones(3, np.float32))
+    assert d.codes == ["precision"], str(d)
+    hypothesis, evidence = d.primary.hypothesis, d.primary.evidence
+    assert hypothesis == HYPOTHESES["precision"]
+    assert "rounding or truncation" in hypothesis and "not a wrong gradient" in hypothesis
+    assert "within the budget" not in hypothesis and "is rounding" not in hypothesis
+    multiple = re.search(r"is (\S+) times the finite-difference budget", evidence)
+    assert multiple and float(multiple.group(1)) > 1e3, evidence
+    assert "so it is not rounding" in evidence and "truncation error" in evidence
+    assert str(d).count(hypothesis) == 1  # the report prints the text that names both causes
+
+
+def _tanh_pair(eps):
+    x = np.array([0.5, -0.7, 1.2], np.float32)
+    return diagnose(np.tanh, lambda g, v: g * (1 - np.tanh(v) ** 2), x, np.ones(3, np.float32), eps=eps)
+
+
+def test_a_coarse_step_is_called_truncation_and_a_fine_one_rounding():
+    coarse, fine = _tanh_pair(0.1), _tanh_pair(1e-6)
+    assert coarse.codes == fine.codes == ["precision"], f"{coarse}\n{fine}"
+    assert "truncation error" in coarse.primary.evidence and "rounding noise" not in coarse.primary.evidence
+    assert "rounding noise" in fine.primary.evidence and "truncation error" not in fine.primary.evidence
+
+
+_PRECISION_CASES = {
+    **{f"{e.name}-{dtype}": (lambda e=e, dtype=dtype: e.diagnose(dtype, 0))
+       for e in mutants.MUTANTS if e.code == "precision" for dtype in e.dtypes},
+    "kink-in-step": lambda: diagnose(np.abs, lambda g, v: g * np.sign(v), np.array([1e-4, -0.5, 0.3], np.float32),
+                                     np.ones(3, np.float32)),
+    "coarse-step": lambda: _tanh_pair(0.1),
+    "fine-step": lambda: _tanh_pair(1e-6),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_PRECISION_CASES))
+def test_every_precision_evidence_names_rounding_or_truncation(case):
+    finding = _PRECISION_CASES[case]().primary
+    assert finding.code == "precision" and finding.hypothesis == HYPOTHESES["precision"]
+    evidence = finding.evidence
+    # The realised-step case names the rounding itself: x+eps and x-eps stored closer or farther apart.
+    assert any(cause in evidence for cause in ("rounding", "truncation", "stores x+eps and x-eps")), evidence
+    if "not rounding" in evidence:
+        assert "truncation" in evidence.split("not rounding", 1)[1], evidence
+
+
 @pytest.mark.parametrize("entry", [e for e in mutants.MUTANTS if e.code == "precision"], ids=lambda e: e.name)
 def test_precision_entries_are_within_their_budget(entry):
     for seed in SEEDS:

@@ -5,6 +5,8 @@ import pytest
 
 from lib.dropout import dropout, dropout_backward
 from lib.leak import (
+    CHECKERS,
+    LEAKS,
     central_differences,
     drift,
     drifted_point,
@@ -15,10 +17,11 @@ from lib.leak import (
     leak_slopes,
     predicted_crossing,
     quadratic_form,
+    replay_with_checker,
     softmax,
     softmax_loss,
 )
-from lib.replica import ORIGINAL_VALUES, replay_original_test
+from lib.replica import ORIGINAL_VALUES, REPORTED, matches_reported, replay_original_test
 
 X32 = np.array(ORIGINAL_VALUES, dtype=np.float32)
 
@@ -131,6 +134,63 @@ def test_no_coupling_means_no_crossing():
     assert np.isnan(first_crossing([1e-3, 1e-2], [0.1, 0.2]))
 
 
+def _round_trip(x, eps):
+    """(x + eps) - eps, each step rounded to x's dtype: where an aliased checker leaves x."""
+    step = x.dtype.type(eps)
+    return (x + step) - step
+
+
+def test_aliased_checker_evaluates_both_sides_at_the_same_point():
+    x = X32.copy()
+    run = central_differences(lambda z: 2 * z, x, np.ones(5), 1e-5, restore=False, leak="aliased",
+                              divide_by="nominal")
+    assert np.array_equal(run.numerical, np.zeros(5))  # both sides see the same x: no difference at all
+    assert np.array_equal(run.at_plus, run.at_minus)
+    assert np.array_equal(run.at_plus, _round_trip(X32, 1e-5).astype(np.float64))
+    assert np.array_equal(x, _round_trip(X32, 1e-5)) and np.max(np.abs(run.drift)) < 1e-7
+    assert run.leak == "aliased" and not run.restore
+    realised = central_differences(lambda z: 2 * z, X32.copy(), np.ones(5), 1e-5, restore=False, leak="aliased")
+    assert np.all(realised.width == 0) and np.all(np.isnan(realised.numerical))  # 0 / 0
+
+
+def test_aliased_in_turn_checker_takes_a_one_sided_difference():
+    x = X32.copy()
+    nominal = central_differences(lambda z: 2 * z, x, np.ones(5), 1e-5, restore=False, leak="aliased-in-turn",
+                                  divide_by="nominal")
+    step = np.float32(1e-5)
+    assert np.array_equal(nominal.at_plus, (X32 + step).astype(np.float64))
+    assert np.array_equal(nominal.at_minus, _round_trip(X32, 1e-5).astype(np.float64))
+    # (f(x + eps) - f(x)) / (2 eps): about half the slope of 2
+    assert np.allclose(nominal.numerical, 1.0, rtol=2e-3) and not np.allclose(nominal.numerical, 2.0, rtol=0.1)
+    realised = central_differences(lambda z: 2 * z, X32.copy(), np.ones(5), 1e-5, restore=False,
+                                   leak="aliased-in-turn")
+    assert np.allclose(realised.numerical, 2.0, rtol=1e-6)  # over the step it really took: a forward difference
+
+
+def test_replayed_checkers_match_the_replica_bit_for_bit():
+    for switches in ({}, {"seed": 0}, {"dtype": "float16"}, {"divide_by": "realised", "p": 0.5, "seed": 7}):
+        for checker, restore_input in (("restores", True), ("saved", False)):
+            mine = replay_with_checker(checker, **switches)
+            replica = replay_original_test(restore_input=restore_input, **switches)
+            assert np.array_equal(mine.result.numerical, replica.result.numerical, equal_nan=True), switches
+            assert np.array_equal(mine.result.analytical, replica.result.analytical)
+            assert np.array_equal(mine.x_after, replica.x_after) and np.array_equal(mine.x_before, replica.x_before)
+            assert mine.result.passed == replica.result.passed
+
+
+def test_only_the_checkers_that_evaluate_at_x_plus_and_minus_eps_give_the_reported_numbers():
+    runs = {c: replay_with_checker(c) for c in CHECKERS}
+    assert set(runs) == {"restores", *LEAKS}
+    assert matches_reported(runs["restores"].result) and matches_reported(runs["saved"].result)
+    assert runs["saved"].changed_caller and not runs["restores"].changed_caller
+    i = REPORTED["index"]
+    assert runs["aliased"].result.numerical[i] == 0.0 and not matches_reported(runs["aliased"].result)
+    half = runs["aliased-in-turn"].result.numerical[i]
+    assert f"{half:.7f}" == "0.7152557" and not matches_reported(runs["aliased-in-turn"].result)
+    assert not runs["aliased"].changed_caller and not runs["aliased-in-turn"].changed_caller  # float32 round trip
+    assert runs["aliased-in-turn"].at_minus[i] == runs["aliased"].at_plus[i] == ORIGINAL_VALUES[i]
+
+
 def test_error_over_tolerance_and_drift():
     ratio = error_over_tolerance([1.0, 0.0], [1.002, 0.0], rtol=1e-3, atol=0.0)
     assert ratio[0] == pytest.approx(0.002 / 1.002e-3) and ratio[1] == 0.0
@@ -146,3 +206,11 @@ def test_argument_checks():
         central_differences(lambda z: z, np.ones((4, 4))[::2, :3], np.ones((2, 3)), 1e-5)
     with pytest.raises(ValueError):
         quadratic_form(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="leak"):
+        central_differences(lambda z: z, X32.copy(), np.ones(5), 1e-5, restore=False, leak="shallow")
+    with pytest.raises(ValueError, match="does not restore"):
+        central_differences(lambda z: z, X32.copy(), np.ones(5), 1e-5, restore=True, leak="aliased")
+    with pytest.raises(ValueError, match="checker"):
+        replay_with_checker("deep")
+    with pytest.raises(ValueError, match="values"):
+        replay_with_checker(values=())
