@@ -64,8 +64,21 @@ LEAKS = ("saved", "aliased", "aliased-in-turn")
 CHECKERS = ("restores", *LEAKS)
 
 
+class _CallerArray:
+    """What a run did to the caller's array (needs x_before and x_after)."""
+
+    @property
+    def drift(self) -> np.ndarray:
+        """x_after - x_before in float64, x's shape (all zero when the checker restores)."""
+        return drift(self.x_before, self.x_after)
+
+    @property
+    def changed_caller(self) -> bool:
+        return not np.array_equal(self.x_before, self.x_after, equal_nan=True)
+
+
 @dataclass(frozen=True)
-class LeakRun:
+class LeakRun(_CallerArray):
     """What one run of `central_differences` measured.
 
     Attributes:
@@ -89,14 +102,6 @@ class LeakRun:
     at_minus: np.ndarray
     leak: str = "saved"
 
-    @property
-    def drift(self) -> np.ndarray:
-        """x_after - x_before in float64, x's shape (all zero when the checker restores)."""
-        return drift(self.x_before, self.x_after)
-
-    @property
-    def changed_caller(self) -> bool:
-        return not np.array_equal(self.x_before, self.x_after, equal_nan=True)
 
 
 def drift(before, after) -> np.ndarray:
@@ -208,7 +213,7 @@ def central_differences(forward: Callable, x: np.ndarray, grad_output, eps: floa
 
 
 @dataclass(frozen=True)
-class LeakReplay:
+class LeakReplay(_CallerArray):
     """The original test, run with one checker of CHECKERS (see `replay_with_checker`).
 
     Attributes:
@@ -226,14 +231,6 @@ class LeakReplay:
     x_before: np.ndarray
     x_after: np.ndarray
 
-    @property
-    def drift(self) -> np.ndarray:
-        """x_after - x_before in float64."""
-        return drift(self.x_before, self.x_after)
-
-    @property
-    def changed_caller(self) -> bool:
-        return not np.array_equal(self.x_before, self.x_after, equal_nan=True)
 
 
 def replay_with_checker(checker: str = "restores", *, dtype: str = ORIGINAL["dtype"], p: float = ORIGINAL["p"],
