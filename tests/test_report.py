@@ -17,6 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from notebook_factory import write_notebook
 
 from lib import report
 from lib.cli import main
@@ -25,17 +26,8 @@ FIGURE = "fig, ax = plt.subplots()\nax.plot([0, 1], [{a}, {b}])\nax.set_title('f
 
 
 def _notebook(path: Path, title: str, cells: list[str], verdict: str | None = None) -> None:
-    params = new_code_cell("boom: bool = False  # fail on purpose\nseed: int = 1  # RNG seed")
-    params.metadata["tags"] = ["parameters"]
-    nb_cells = [new_markdown_cell(f"Some text first.\n\n# {title}\n\nGoal."), params]
-    nb_cells += [new_code_cell(source) for source in cells]
-    if verdict is not None:
-        cell = new_code_cell(verdict)
-        cell.metadata["tags"] = ["verdict"]
-        nb_cells.append(cell)
-    nb = new_notebook(cells=nb_cells)
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    nbformat.write(nb, str(path))
+    write_notebook(path, "boom: bool = False  # fail on purpose\nseed: int = 1  # RNG seed", cells, verdict,
+                   heading=f"Some text first.\n\n# {title}\n\nGoal.")
 
 
 @pytest.fixture(scope="module")

@@ -9,25 +9,15 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_notebook
+from notebook_factory import write_notebook
 
 from lib import workbook
 from lib.cli import main
 
 
 def _notebook(path: Path, parameters: str, body: str, verdict: str | None = None) -> Path:
-    cells = [new_markdown_cell("# test notebook")]
-    params = new_code_cell(parameters)
-    params.metadata["tags"] = ["parameters"]
-    cells += [params, new_code_cell(body)]
-    if verdict is not None:
-        cell = new_code_cell(verdict)
-        cell.metadata["tags"] = ["verdict"]
-        cells.append(cell)
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    nbformat.write(nb, str(path))
-    return path
+    return write_notebook(path, parameters, [body], verdict)
 
 
 @pytest.fixture
