@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lib import _checks
 from lib.replica import SWITCHES
 from lib.verdict import parse_verdict
 
@@ -36,71 +37,28 @@ class WorkbookError(Exception):
     """A usage error: bad selection, unknown or invalid parameter, bad output folder."""
 
 
-# Shared parameter names and what each accepts, checked before any kernel starts.
-def _dtype(value):
-    if value not in ("float16", "float32", "float64"):
-        raise ValueError("accepted: float16, float32, float64")
-    return value
-
-
-def _probability(value):
-    value = float(value)
-    if math.isnan(value) or not 0.0 <= value < 1.0:
-        raise ValueError("accepted: a number in [0, 1)")
-    return value
-
-
-def _non_negative_int(value):
-    value = int(value)
-    if value < 0:
-        raise ValueError("accepted: an integer >= 0")
-    return value
-
-
-def _positive_int(value):
-    value = int(value)
-    if value < 1:
-        raise ValueError("accepted: an integer >= 1")
-    return value
-
-
-def _positive_float(value):
-    value = float(value)
-    if not (value > 0.0 and math.isfinite(value)):
-        raise ValueError("accepted: a finite number > 0")
-    return value
-
-
-def _at_least_100(value):
-    value = int(value)
-    if value < 100:
-        raise ValueError("accepted: an integer >= 100")
-    return value
-
-
-def _finite_nonzero(value):
-    value = float(value)
+# Shared parameter names and what each accepts, checked before any kernel starts
+# by the same argument checks the library uses (lib._checks), so the accepted
+# ranges are stated once.
+def _finite_nonzero(value, name):
+    value = _checks.real_number(value, name)
     if not math.isfinite(value) or value == 0.0:
-        raise ValueError("accepted: a finite number other than 0")
+        raise ValueError(f"{name} must be a finite number other than 0; got {value!r}")
     return value
 
 
 def _one_of(accepted):
-    def check(value):
-        if value not in accepted:
-            raise ValueError("accepted: " + ", ".join(accepted))
-        return value
-    return check
+    return lambda value, name: _checks.choice(value, name, accepted)
 
 
 PARAMETER_RULES = {
-    "dtype": _dtype,
-    "p": _probability,
-    "seed": _non_negative_int,
-    "eps": _positive_float,
-    "size": _positive_int,
-    "n_calls": _positive_int,
-    "n_max": _at_least_100,
+    "dtype": lambda value, name: str(_checks.dtype_from_name(value, name)),
+    "p": lambda value, name: _checks.drop_probability(value),
+    "seed": lambda value, name: _checks.positive_int(value, name, low=0),
+    "eps": lambda value, name: _checks.positive_step(value),
+    "size": lambda value, name: _checks.positive_int(value, name),
+    "n_calls": lambda value, name: _checks.positive_int(value, name),
+    "n_max": lambda value, name: _checks.positive_int(value, name, low=100),
     "fault": _finite_nonzero,
     # the replica's string switches, as the playground declares them
     **{name: _one_of(SWITCHES[name]) for name in ("divide_by", "rng", "forward", "backward_mask")},
@@ -159,11 +117,14 @@ def resolve_parameters(notebooks: list[Path], overrides: list[tuple[str, str]]) 
             type_name = (params[name].get("inferred_type_name") or "str").lower()
             try:
                 value = _CONVERTERS.get(type_name, str)(raw)
-                if name in PARAMETER_RULES:
-                    value = PARAMETER_RULES[name](value)
-            except (ValueError, KeyError) as error:
-                detail = str(error) if name in PARAMETER_RULES else f"accepted: a {type_name}"
-                raise WorkbookError(f"parameter {name}={raw!r} is not valid ({detail})") from None
+            except (ValueError, KeyError):
+                raise WorkbookError(
+                    f"parameter {name}={raw!r} is not valid (accepted: a value of type {type_name})") from None
+            if name in PARAMETER_RULES:
+                try:
+                    value = PARAMETER_RULES[name](value, name)
+                except (ValueError, TypeError) as error:
+                    raise WorkbookError(f"parameter {name}={raw!r} is not valid ({error})") from None
             per_notebook[path][name] = value
     return per_notebook
 

@@ -187,7 +187,7 @@ def test_a_backwards_range_is_explained(tiny_workbook):
 
 
 @pytest.mark.parametrize(("name", "value", "accepted"), [
-    ("rng", "bogus", "reseed, global"), ("n_max", "0", ">= 100"), ("fault", "0", "other than 0")])
+    ("rng", "bogus", "'reseed', 'global'"), ("n_max", "0", ">= 100"), ("fault", "0", "other than 0")])
 def test_notebook_specific_parameters_are_checked_before_any_kernel_starts(name, value, accepted):
     with pytest.raises(workbook.WorkbookError, match=accepted):
         workbook.resolve_parameters(workbook.discover(), [(name, value)])
