@@ -44,13 +44,16 @@ class GradCheckResult:
         dtype: name of x's dtype, e.g. "float32".
         analytical: backward(grad_output, x) as float64.
         numerical: central-difference gradient, float64.
-        tolerance: atol + rtol * max(|analytical|, |numerical|) per element.
+        tolerance: atol + rtol * max(|analytical|, |numerical|) per element
+            (atol + rtol * |numerical| under the failure-era rule).
         step: the realised width x+ - x- of each central difference (the
             nominal 2*eps when `divide_by == "nominal"`).
         rtol, atol: the tolerances used.
         divide_by: "realised" (this checker) or "nominal" (the original).
         forward_calls: how many times forward was called.
         input_mutated: forward or backward changed the array it was given.
+        pass_rule: "symmetric" (max(|a|, |n|), this checker's) or "numerical"
+            (|n| alone, the rule of the checker that failed).
     """
 
     passed: bool
@@ -65,6 +68,7 @@ class GradCheckResult:
     forward_calls: int = 0
     input_mutated: bool = False
     notes: tuple[str, ...] = field(default=())
+    pass_rule: str = "symmetric"
 
     @property
     def difference(self) -> np.ndarray:
@@ -141,7 +145,7 @@ class GradCheckResult:
 def tolerance_line(result: GradCheckResult) -> str:
     """The report's second line: the tolerances and the pass rule they enter."""
     return (f"{'Within' if result.passed else 'Not within'} tolerance rtol={result.rtol:g}, "
-            f"atol={result.atol:g} (pass rule: |a - n| <= atol + rtol * max(|a|, |n|))")
+            f"atol={result.atol:g} (pass rule: |a - n| <= atol + rtol * {PASS_RULES[result.pass_rule]})")
 
 
 def format_element_table(result: GradCheckResult, flat_indices) -> str:
@@ -311,17 +315,26 @@ def numerical_gradient(forward, x, grad_output, eps=None) -> np.ndarray:
     return numerical
 
 
-def tolerance_for(analytical, numerical, rtol: float, atol: float) -> np.ndarray:
-    """atol + rtol * max(|a|, |n|): the original checker's per-element pass band."""
-    return atol + rtol * np.maximum(np.abs(analytical), np.abs(numerical))
+#: The scale rtol multiplies, by rule name, as the report prints it.
+PASS_RULES = {"symmetric": "max(|a|, |n|)", "numerical": "|n|"}
+
+
+def tolerance_for(analytical, numerical, rtol: float, atol: float, rule: str = "symmetric") -> np.ndarray:
+    """The per-element pass band: atol + rtol * max(|a|, |n|), float64.
+
+    rule="numerical" gives atol + rtol * |n|, the band of the checker that
+    failed (it scaled by the numerical side only, as PyTorch's gradcheck does).
+    """
+    scale = np.abs(numerical) if rule == "numerical" else np.maximum(np.abs(analytical), np.abs(numerical))
+    return atol + rtol * scale
 
 
 def build_result(analytical, numerical, step, *, dtype, rtol, atol, divide_by="realised",
-                 forward_calls=0, input_mutated=False) -> GradCheckResult:
+                 forward_calls=0, input_mutated=False, pass_rule="symmetric") -> GradCheckResult:
     """Assemble a GradCheckResult from measured arrays (used by every checker here)."""
     analytical = np.asarray(analytical, dtype=np.float64)
     numerical = np.asarray(numerical, dtype=np.float64)
-    tolerance = tolerance_for(analytical, numerical, rtol, atol)
+    tolerance = tolerance_for(analytical, numerical, rtol, atol, pass_rule)
     with np.errstate(invalid="ignore"):
         # inf <= inf holds, so an infinite gradient would pass without the finiteness test
         within = (np.abs(analytical - numerical) <= tolerance) & np.isfinite(analytical) & np.isfinite(numerical)
@@ -337,6 +350,7 @@ def build_result(analytical, numerical, step, *, dtype, rtol, atol, divide_by="r
         divide_by=divide_by,
         forward_calls=forward_calls,
         input_mutated=input_mutated,
+        pass_rule=pass_rule,
     )
 
 

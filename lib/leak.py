@@ -51,9 +51,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from lib import _checks
-from lib.dropout import dropout_backward
 from lib.gradcheck import GradCheckResult, build_result, tolerance_for
-from lib.replica import ORIGINAL, GlobalRNG, original_dropout
+from lib.replica import ORIGINAL, GlobalRNG, original_dropout, original_dropout_backward
 
 DIVISIONS = ("nominal", "realised")
 
@@ -124,25 +123,30 @@ def _visit(flat: np.ndarray, i: int, step, evaluate: Callable, restore: bool, le
     flat[i] during each.
     """
     saved = flat[i]
+    dtype = flat.dtype.type
+
+    def move(start, delta):  # as Mojo wrote it: read as float64, add, round to x's dtype
+        flat[i] = dtype(float(start) + delta)
+
     try:
         if restore or leak == "saved":  # assign from the saved value
-            flat[i] = saved + step
+            move(saved, step)
             at_plus = float(flat[i])
             plus = evaluate()
-            flat[i] = saved - step
+            move(saved, -step)
             at_minus = float(flat[i])
             minus = evaluate()
         elif leak == "aliased":  # x_plus[i] += eps; x_minus[i] -= eps on one buffer, then evaluate both
-            flat[i] += step
-            flat[i] -= step
+            move(flat[i], step)
+            move(flat[i], -step)
             at_plus = at_minus = float(flat[i])
             plus = evaluate()
             minus = evaluate()
         else:  # "aliased-in-turn": x_plus[i] += eps, evaluate; x_minus[i] -= eps, evaluate
-            flat[i] += step
+            move(flat[i], step)
             at_plus = float(flat[i])
             plus = evaluate()
-            flat[i] -= step
+            move(flat[i], -step)
             at_minus = float(flat[i])
             minus = evaluate()
     finally:
@@ -193,7 +197,6 @@ def central_differences(forward: Callable, x: np.ndarray, grad_output, eps: floa
     g = np.asarray(grad_output, dtype=np.float64).reshape(-1)
     before = x.copy()
     flat = _flat_view(x)
-    step_t = x.dtype.type(eps)
     numerical = np.empty(x.size, dtype=np.float64)
     width = np.empty(x.size, dtype=np.float64)
     at_plus = np.empty(x.size, dtype=np.float64)
@@ -203,7 +206,7 @@ def central_differences(forward: Callable, x: np.ndarray, grad_output, eps: floa
         return np.array(forward(x), dtype=np.float64).reshape(-1)
 
     for i in range(x.size):
-        out_plus, out_minus, at_plus[i], at_minus[i] = _visit(flat, i, step_t, evaluate, restore, leak)
+        out_plus, out_minus, at_plus[i], at_minus[i] = _visit(flat, i, eps, evaluate, restore, leak)
         width[i] = 2.0 * eps if divide_by == "nominal" else at_plus[i] - at_minus[i]
         # Subtract element by element, then reduce: outputs that did not move cancel exactly.
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -264,26 +267,25 @@ def replay_with_checker(checker: str = "restores", *, dtype: str = ORIGINAL["dty
     before = x.copy()
     _, mask = original_dropout(x, p, seed, state, True)  # the test's own call
     grad64 = np.ones(x.size, dtype=np.float64)
-    analytical = np.asarray(dropout_backward(np.ones_like(x), mask, p), dtype=np.float64)
+    analytical = np.asarray(original_dropout_backward(np.ones_like(x), mask, p), dtype=np.float64)
     restore = checker == "restores"
     leak = "saved" if restore else checker
     flat = _flat_view(x)
-    step_t = dt.type(eps)
 
-    def evaluate():
-        return np.sum(np.asarray(original_dropout(x, p, seed, state, True)[0], np.float64) * grad64)
+    def evaluate():  # the loss summed in float64 in index order, as the original did
+        return float(np.cumsum(np.asarray(original_dropout(x, p, seed, state, True)[0], np.float64) * grad64)[-1])
 
-    numerical = np.empty(x.size, dtype=np.float64)
+    numerical = np.empty(x.size, dtype=dt)
     widths = np.empty(x.size, dtype=np.float64)
     at_plus = np.empty(x.size, dtype=np.float64)
     at_minus = np.empty(x.size, dtype=np.float64)
     for i in range(x.size):
-        loss_plus, loss_minus, at_plus[i], at_minus[i] = _visit(flat, i, step_t, evaluate, restore, leak)
+        loss_plus, loss_minus, at_plus[i], at_minus[i] = _visit(flat, i, eps, evaluate, restore, leak)
         widths[i] = 2.0 * eps if divide_by == "nominal" else at_plus[i] - at_minus[i]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            numerical[i] = (loss_plus - loss_minus) / widths[i]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            numerical[i] = dt.type((loss_plus - loss_minus) / widths[i])  # stored in x's dtype, as the original
     result = build_result(analytical, numerical, widths, dtype=dt, rtol=rtol, atol=atol, divide_by=divide_by,
-                          forward_calls=2 * x.size)
+                          forward_calls=2 * x.size, pass_rule="numerical")
     return LeakReplay(checker=checker, result=result, at_plus=at_plus, at_minus=at_minus,
                       x_before=before, x_after=x.copy())
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from lib import _checks
 from lib.gradcheck import default_step
-from lib.replica import replay_original_test
+from lib.replica import original_check_gradient, replay_original_test
 
 DTYPES = ("float16", "float32", "float64")
 DIVISIONS = ("nominal", "realised")
@@ -148,36 +148,28 @@ def central_difference(forward: Callable, x, grad_output, eps: float, *,
                        divide_by: str = "nominal") -> tuple[np.ndarray, np.ndarray]:
     """The original checker's numerical gradient for any forward (x is never modified).
 
+    Runs `lib.replica.original_check_gradient` on a private copy of x (the
+    failure-era loop: x_i +- eps computed in float64 and rounded to x's dtype,
+    each loss summed in float64 in index order, the quotient stored in x's dtype).
+
     Args:
         forward: forward(x) -> array of grad_output's shape, computed in x's dtype.
         x: floating array (n,) in the dtype under test.
-        grad_output: array of forward(x)'s shape; the loss is sum(forward(x) * grad_output)
-            accumulated in float64.
+        grad_output: array of forward(x)'s shape; the loss is sum(forward(x) * grad_output).
         eps: nominal half-step.
         divide_by: "nominal" (2 * eps) or "realised" (the stored step). A realised
             step of zero (x + eps rounds to x) gives NaN, a nominal one gives 0.
 
     Returns:
-        (numerical, width): (n,) float64 arrays, the gradient and the divisor used.
+        (numerical, width): float64 arrays of x's shape, the gradient and the divisor used.
     """
     x = _checks.float_array(x, "x")
     _checks.choice(divide_by, "divide_by", DIVISIONS)
     eps = _checks.positive_step(eps)
-    g = np.asarray(grad_output, dtype=np.float64)
-    step_t = x.dtype.type(eps)
-    numerical = np.empty(x.size, dtype=np.float64)
-    width = np.empty(x.size, dtype=np.float64)
-    for i in range(x.size):
-        x_plus, x_minus = x.copy(), x.copy()
-        x_plus.reshape(-1)[i] += step_t
-        x_minus.reshape(-1)[i] -= step_t
-        loss_plus = np.sum(np.asarray(forward(x_plus), dtype=np.float64) * g)
-        loss_minus = np.sum(np.asarray(forward(x_minus), dtype=np.float64) * g)
-        realised = float(x_plus.reshape(-1)[i]) - float(x_minus.reshape(-1)[i])
-        width[i] = 2.0 * eps if divide_by == "nominal" else realised
-        with np.errstate(divide="ignore", invalid="ignore"):
-            numerical[i] = (loss_plus - loss_minus) / width[i]
-    return numerical.reshape(x.shape), width.reshape(x.shape)
+    g = np.asarray(grad_output, dtype=x.dtype)
+    result = original_check_gradient(forward, lambda grad, x_in: np.zeros_like(x_in), x.copy(), g, eps=eps,
+                                     divide_by=divide_by, restore_input=True)
+    return result.numerical, result.step
 
 
 def relative_error(analytical, numerical) -> np.ndarray:

@@ -145,8 +145,8 @@ def test_controls_redraw_with_the_state_they_show(capsys):
     assert set(panel.controls) == {f for f in State.__dataclass_fields__}
     panel.controls["p"].value = 0.5
     panel.controls["divide_by"].value = "realised"
-    panel.controls["restore_input"].value = False
-    assert drawn[-1] == State(seed=7, p=0.5, divide_by="realised", restore_input=False)
+    panel.controls["restore_input"].value = True
+    assert drawn[-1] == State(seed=7, p=0.5, divide_by="realised", restore_input=True)
     assert len(drawn) == 3
 
 
