@@ -9,7 +9,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from lib import replica, report, workbook
+from lib import _checks, replica, report, workbook
+from lib.replica import twin
 
 
 def _add_diagnose(commands) -> None:
@@ -20,20 +21,24 @@ def _add_diagnose(commands) -> None:
                     "of several forward calls, the outputs and, per element, analytical and numerical "
                     "gradients with the nominal and realised step. Exit code 1 when the check fails.")
     parser.add_argument("--dtype", default=o["dtype"], choices=replica.SWITCHES["dtype"], help="input dtype")
-    parser.add_argument("--p", type=float, default=o["p"], help="drop probability in [0, 1) (default %(default)s)")
+    parser.add_argument("--p", type=float, default=None, help="drop probability in [0, 1) (default: the test's)")
     parser.add_argument("--seed", type=int, default=o["seed"],
                         help="dropout seed; 0 means 'do not seed', as in the original (default %(default)s)")
     parser.add_argument("--eps", type=float, default=o["eps"], help="finite-difference step (default %(default)s)")
-    parser.add_argument("--values", type=float, nargs="+", default=list(o["values"]), metavar="X",
-                        help="input values (default: the original five)")
+    parser.add_argument("--values", type=float, nargs="+", default=None, metavar="X",
+                        help="input values (default: the test's)")
     parser.add_argument("--rtol", type=float, default=o["rtol"], help="relative tolerance (default %(default)s)")
     parser.add_argument("--atol", type=float, default=o["atol"], help="absolute tolerance (default %(default)s)")
     for switch in ("rng", "forward", "backward_mask", "divide_by"):
         choices = replica.SWITCHES[switch]
         parser.add_argument(f"--{switch.replace('_', '-')}", dest=switch, default=choices[0], choices=choices,
                             help=f"replica switch (original: {choices[0]})")
-    parser.add_argument("--leak-input", action="store_true",
-                        help="emulate a checker that does not restore its perturbations")
+    parser.add_argument("--test", default=o["test"], choices=replica.TESTS,
+                        help="which original test (default %(default)s; dropout2d has its own p and input)")
+    parser.add_argument("--checker", default=o["checker"], choices=replica.CHECKERS,
+                        help="the failure-era checker or the complete fix (default %(default)s)")
+    parser.add_argument("--restore-input", action="store_true",
+                        help="perturb private copies (the later deep-copy checker) instead of leaking into x")
     parser.add_argument("--calls", type=int, default=4, help="forward-call masks to print (default %(default)s)")
 
 
@@ -57,6 +62,20 @@ def _add_run(commands) -> None:
     parser.add_argument("--notebook-dir", type=Path, default=workbook.NOTEBOOK_DIR, help=argparse.SUPPRESS)
 
 
+def _add_mojo(commands) -> None:
+    parser = commands.add_parser(
+        "mojo", help="run the Mojo twin of the original tests and compare it with the replica, bit for bit",
+        description="Compile and run mojo/twin.mojo with `mojo run` (Mojo 0.25.7, from requirements-mojo.txt), "
+                    "compute the same cases with the Python replica, and compare every number by its float64 "
+                    "bits. Exit code 1 on any difference, 2 when mojo is not installed.")
+    parser.add_argument("--p", type=float, default=None, help="drop probability (default: each test's own)")
+    parser.add_argument("--seed", type=int, default=42, help="dropout seed; 0 means 'do not seed' (default 42)")
+    parser.add_argument("--eps", type=float, default=1e-5, help="the failure-era checker's step (default 1e-5)")
+    parser.add_argument("--record", action="store_true",
+                        help=f"store the Mojo run in {twin.RECORDED_RUN.name} for machines without mojo")
+    parser.add_argument("--verbose", action="store_true", help="print one line per case")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lib",
@@ -64,16 +83,46 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_diagnose(commands)
     _add_run(commands)
+    _add_mojo(commands)
     return parser
+
+
+def _mojo(args) -> int:
+    if args.p is not None:
+        _checks.drop_probability(args.p)
+    _checks.positive_int(args.seed, "--seed", low=0, high=2**63 - 1)
+    _checks.positive_step(args.eps)
+    try:
+        mojo = twin.run_twin(p=args.p, seed=args.seed, eps=args.eps)
+    except twin.MojoUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    python = twin.replica_document(p=args.p, seed=args.seed, eps=args.eps)
+    comparison = twin.compare(mojo, python)
+    print(f"{mojo['mojo_version']} against lib.replica (seed={args.seed}, eps={args.eps:g}, "
+          f"p={'each test' + chr(39) + 's own' if args.p is None else args.p})")
+    if args.verbose:
+        for case in mojo["cases"]:
+            index = case["first_failing_index"]
+            print(f"  {twin.case_label(case):<58} {'passes' if index is None else f'fails at index {index}'}")
+    for line in comparison.differences[:40]:
+        print(f"  DIFFERENT {line}")
+    print(comparison.summary())
+    if args.record and comparison.agree:
+        print(f"recorded in {twin.record(mojo)}")
+    return 0 if comparison.agree else 1
 
 
 def _diagnose(args) -> int:
     from lib.printout import print_diagnostic
 
-    switches = {name: getattr(args, name) for name in
-                ("dtype", "p", "seed", "eps", "rtol", "atol", "rng", "forward", "backward_mask", "divide_by")}
-    switches["values"] = tuple(args.values)
-    switches["restore_input"] = not args.leak_input
+    switches = {name: getattr(args, name) for name in ("test", "checker", "dtype", "seed", "eps", "rtol", "atol",
+                                                       "rng", "forward", "backward_mask", "divide_by")}
+    if args.p is not None:
+        switches["p"] = args.p
+    if args.values is not None:
+        switches["values"] = tuple(args.values)
+    switches["restore_input"] = args.restore_input
     if args.calls < 1:
         raise ValueError(f"--calls must be an integer >= 1; got {args.calls}")
     return print_diagnostic(calls=args.calls, **switches)
@@ -148,7 +197,8 @@ def _run(args) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _diagnose(args) if args.command == "diagnose" else _run(args)
+        commands = {"diagnose": _diagnose, "run": _run, "mojo": _mojo}
+        return commands[args.command](args)
     except (workbook.WorkbookError, ValueError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

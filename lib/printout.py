@@ -15,6 +15,7 @@ import sys
 
 import numpy as np
 
+from lib.gradcheck import PASS_RULES
 from lib.replica import replay_original_test
 
 
@@ -43,10 +44,11 @@ def print_diagnostic(*, calls: int = 4, out=None, **switches) -> int:
     x = run.x_before
     write = lambda line="": print(line, file=out)  # noqa: E731
 
-    write(f"Dropout gradient check, {s['dtype']}: p={s['p']:g}, seed={s['seed']}, eps={s['eps']:g}, "
+    write(f"{s['test']} gradient check ({s['checker']} checker), {s['dtype']}: p={s['p']:g}, seed={s['seed']}, "
+          f"eps={s['eps']:g}, "
           f"rng={s['rng']}, forward={s['forward']}, backward_mask={s['backward_mask']}, "
           f"divide_by={s['divide_by']}, restore_input={s['restore_input']}")
-    write(f"rtol={s['rtol']:g}, atol={s['atol']:g}; pass when |a - n| <= atol + rtol * max(|a|, |n|)")
+    write(f"rtol={s['rtol']:g}, atol={s['atol']:g}; pass when |a - n| <= atol + rtol * {PASS_RULES[r.pass_rule]}")
     write()
     write(f"input x           {_fmt_array(x)}")
     write(f"test's own mask   {_fmt_array(run.test_mask)}")
@@ -68,14 +70,18 @@ def print_diagnostic(*, calls: int = 4, out=None, **switches) -> int:
     nominal = r if s["divide_by"] == "nominal" else other
     realised = other if s["divide_by"] == "nominal" else r
     widths = (5, 12, 16, 16, 12, 14, 12, 12, 4)
-    write(_row(("index", "analytical", "numerical/2eps", "numerical/step", "nominal 2eps",
+    write(_row(("index", "analytical", "numerical/2h", "numerical/step", "nominal 2h",
                 "realised step", "difference", "tolerance", ""), widths))
+    flat = {name: getattr(res, field).ravel() for name, res, field in (
+        ("a", r, "analytical"), ("n", r, "numerical"), ("tol", r, "tolerance"),
+        ("nominal", nominal, "numerical"), ("realised", realised, "numerical"), ("step", realised, "step"),
+        ("width", nominal, "step"))}
     for i in range(r.analytical.size):
-        a, n = r.analytical[i], r.numerical[i]
-        ok = abs(a - n) <= r.tolerance[i]
-        write(_row((i, f"{a:.8g}", f"{nominal.numerical[i]:.8g}", f"{realised.numerical[i]:.8g}",
-                    f"{2 * s['eps']:.5g}", f"{realised.step[i]:.6g}", f"{a - n:.3e}",
-                    f"{r.tolerance[i]:.3e}", "PASS" if ok else "FAIL"), widths))
+        a, n = flat["a"][i], flat["n"][i]
+        ok = abs(a - n) <= flat["tol"][i]
+        write(_row((i, f"{a:.8g}", f"{flat['nominal'][i]:.8g}", f"{flat['realised'][i]:.8g}",
+                    f"{flat['width'][i]:.5g}", f"{flat['step'][i]:.6g}", f"{a - n:.3e}",
+                    f"{flat['tol'][i]:.3e}", "PASS" if ok else "FAIL"), widths))
     write()
     if r.passed:
         write(f"PASS: all {r.analytical.size} elements within tolerance (numerical divided by the "
