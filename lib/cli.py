@@ -109,7 +109,8 @@ def _mojo(args) -> int:
         print(f"  DIFFERENT {line}")
     print(comparison.summary())
     if args.record and comparison.agree:
-        print(f"recorded in {twin.record(mojo)}")
+        settings = {"p": args.p, "seed": args.seed, "eps": args.eps}
+        print(f"recorded in {twin.record({**mojo, 'settings': settings})}")
     return 0 if comparison.agree else 1
 
 

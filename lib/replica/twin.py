@@ -1,0 +1,192 @@
+"""Run the Mojo twin (`mojo/twin.mojo`) and compare it with the replica, bit for bit.
+
+The twin is this project's own small Mojo program: Mojo's generator, the
+original dropout and dropout2d, the failure-era checker and the complete fix,
+and the two tests, every number printed as JSON (float64 digits that read back
+exactly). `replica_document` builds the same document from `lib.replica`;
+`compare` lists every number that differs in its float64 bits. A Mojo run can
+be recorded (`record`) so that a machine without `mojo` still sees the last
+measured one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lib.replica.rng import MojoRandom, mojo_random_float64
+from lib.replica.run import replay_original_test
+
+#: The twin's sources, beside the package in a checkout.
+MOJO_DIR = Path(__file__).resolve().parents[2] / "mojo"
+RECORDED_RUN = MOJO_DIR / "recorded_run.json"
+#: The compiler the original project pinned; requirements-mojo.txt installs it.
+PINNED_MOJO = "0.25.7"
+RNG_SEEDS = {42: 12, 7: 3, 4294967338: 3, 2147483647: 3}
+ARRAYS = ("x", "mask", "analytical", "numerical", "step", "tolerance", "x_after")
+SCALARS = ("first_failing_index", "message")
+
+
+class MojoUnavailable(RuntimeError):
+    """`mojo` is not installed, or the twin could not be built or run."""
+
+
+def find_mojo() -> str | None:
+    """Path of the `mojo` command: on PATH, or beside this interpreter (an unactivated venv)."""
+    beside = Path(sys.executable).parent / "mojo"
+    return shutil.which("mojo") or (str(beside) if beside.exists() else None)
+
+
+def mojo_version(mojo: str) -> str:
+    """`mojo --version`'s text, e.g. 'Mojo 0.25.7.0 (e5af2b2f)'."""
+    return subprocess.run([mojo, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def twin_command(mojo: str, *, p: float | None = None, seed: int = 42, eps: float = 1e-5) -> list[str]:
+    command = [mojo, "run", "-I", str(MOJO_DIR), str(MOJO_DIR / "twin.mojo"), "--seed", str(seed), "--eps", repr(eps)]
+    return command + (["--p", repr(p)] if p is not None else [])
+
+
+def run_twin(*, p: float | None = None, seed: int = 42, eps: float = 1e-5, timeout: float = 600) -> dict:
+    """Compile and run the twin with `mojo run`; returns its JSON document plus "mojo_version".
+
+    Raises MojoUnavailable with a one-line reason when `mojo` is missing or fails.
+    """
+    mojo = find_mojo()
+    if mojo is None:
+        raise MojoUnavailable(f"mojo is not installed; `pip install -r requirements-mojo.txt` installs the "
+                              f"compiler the original project pinned (Mojo {PINNED_MOJO})")
+    done = subprocess.run(twin_command(mojo, p=p, seed=seed, eps=eps), capture_output=True, text=True,
+                          timeout=timeout, cwd=MOJO_DIR)
+    if done.returncode != 0:
+        raise MojoUnavailable(f"the Mojo twin failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
+    document = json.loads(done.stdout)
+    document["mojo_version"] = mojo_version(mojo)
+    return document
+
+
+def case_switches() -> list[dict]:
+    """The twin's cases in its order: both tests, both dtypes, every switch both sides have."""
+    cases = []
+    for test, dtype in itertools.product(("dropout", "dropout2d"), ("float32", "float64")):
+        for divide_by, restore, forward, rng in itertools.product(
+                ("nominal", "realised"), (False, True), ("stochastic", "fixed_mask"), ("reseed", "global")):
+            cases.append(dict(test=test, dtype=dtype, checker="original", divide_by=divide_by,
+                              restore_input=restore, forward=forward, rng=rng))
+        for divide_by, forward, rng in itertools.product(
+                ("nominal", "realised"), ("stochastic", "fixed_mask"), ("reseed", "global")):
+            cases.append(dict(test=test, dtype=dtype, checker="fixed", divide_by=divide_by,
+                              restore_input=True, forward=forward, rng=rng))
+    return cases
+
+
+def _numbers(values) -> list[float]:
+    return [float(v) for v in np.asarray(values, dtype=np.float64).ravel()]
+
+
+def replica_case(switches: dict, *, p: float | None, seed: int, eps: float) -> dict:
+    """One case as the replica computes it, in the twin's JSON layout."""
+    keywords = {**switches, "seed": seed, "eps": eps}
+    if p is not None:
+        keywords["p"] = p
+    run = replay_original_test(**keywords)
+    r = run.result
+    return {**switches, "p": run.switches["p"], "seed": seed, "eps": eps, "rtol": r.rtol, "atol": r.atol,
+            "x": _numbers(run.x_before), "mask": _numbers(run.test_mask), "analytical": _numbers(r.analytical),
+            "numerical": _numbers(r.numerical), "step": _numbers(r.step), "tolerance": _numbers(r.tolerance),
+            "x_after": _numbers(run.x_after), "first_failing_index": r.first_failing_index,
+            "message": None if run.message is None else run.message.splitlines()[0]}
+
+
+def replica_document(*, p: float | None = None, seed: int = 42, eps: float = 1e-5) -> dict:
+    """The twin's whole document, computed by lib.replica."""
+    fresh = MojoRandom().random_float64(3)
+    return {
+        "rng": {"fresh": _numbers(fresh),
+                "seeded": [{"seed": s, "draws": _numbers(mojo_random_float64(s, n))} for s, n in RNG_SEEDS.items()]},
+        "cases": [replica_case(c, p=p, seed=seed, eps=eps) for c in case_switches()],
+    }
+
+
+def _bits(values) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64).view(np.uint64)
+
+
+@dataclass
+class Comparison:
+    """What `compare` found: how many numbers agreed bit for bit, and every difference."""
+
+    numbers: int = 0
+    identical: int = 0
+    cases: int = 0
+    differences: list[str] = field(default_factory=list)
+
+    @property
+    def agree(self) -> bool:
+        return not self.differences and self.numbers > 0
+
+    def summary(self) -> str:
+        state = "identical" if self.agree else f"{len(self.differences)} DIFFERENCES"
+        return f"{self.identical}/{self.numbers} numbers in {self.cases} cases bit for bit: {state}"
+
+
+def _compare_arrays(where: str, mojo, python, out: Comparison) -> None:
+    mojo, python = _bits(mojo), _bits(python)
+    if mojo.shape != python.shape:
+        out.differences.append(f"{where}: {mojo.size} numbers from Mojo, {python.size} from the replica")
+        return
+    out.numbers += mojo.size
+    out.identical += int(np.sum(mojo == python))
+    for i in np.flatnonzero(mojo != python)[:3]:
+        out.differences.append(f"{where}[{i}]: Mojo {mojo[i:i + 1].view(np.float64)[0]!r}, "
+                               f"replica {python[i:i + 1].view(np.float64)[0]!r}")
+
+
+def case_label(case: dict) -> str:
+    keys = ("test", "dtype", "checker", "divide_by", "restore_input", "forward", "rng")
+    return " ".join(f"{case[k]}" if k != "restore_input" else ("restores" if case[k] else "leaks") for k in keys)
+
+
+def compare(mojo: dict, python: dict) -> Comparison:
+    """Every number of the two documents, compared by float64 bits; messages and indices by value."""
+    out = Comparison()
+    _compare_arrays("rng fresh", mojo["rng"]["fresh"], python["rng"]["fresh"], out)
+    for m, p in zip(mojo["rng"]["seeded"], python["rng"]["seeded"], strict=True):
+        _compare_arrays(f"rng seed {m['seed']}", m["draws"], p["draws"], out)
+    if len(mojo["cases"]) != len(python["cases"]):
+        out.differences.append(f"{len(mojo['cases'])} cases from Mojo, {len(python['cases'])} from the replica")
+    for m, p in zip(mojo["cases"], python["cases"], strict=False):
+        label = case_label(p)
+        if case_label(m) != label:
+            out.differences.append(f"case order differs: Mojo {case_label(m)!r}, replica {label!r}")
+            continue
+        out.cases += 1
+        for key in ARRAYS:
+            _compare_arrays(f"{label}: {key}", m[key], p[key], out)
+        for key in SCALARS:
+            out.numbers += 1
+            if m[key] == p[key]:
+                out.identical += 1
+            else:
+                out.differences.append(f"{label}: {key}: Mojo {m[key]!r}, replica {p[key]!r}")
+    return out
+
+
+def record(document: dict, path: Path = RECORDED_RUN) -> Path:
+    """Write a Mojo run with its compiler version and date, for machines without `mojo`."""
+    stamped = {"recorded": datetime.date.today().isoformat(), **document}
+    path.write_text(json.dumps(stamped) + "\n")
+    return path
+
+
+def load_recorded(path: Path = RECORDED_RUN) -> dict:
+    """The last recorded Mojo run (see `record`)."""
+    return json.loads(path.read_text())

@@ -1,0 +1,73 @@
+"""The Mojo twin (mojo/) against the replica, bit for bit.
+
+With `mojo` installed (requirements-mojo.txt) the twin is compiled and run;
+CI sets WORKBOOK_REQUIRE_MOJO=1 so that a missing compiler fails instead of
+skipping. Without it, the replica is still compared with the recorded Mojo run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from lib import cli
+from lib.replica import twin
+
+MUST_RUN = os.environ.get("WORKBOOK_REQUIRE_MOJO") == "1"
+
+
+def _twin(**settings) -> dict:
+    if twin.find_mojo() is None:
+        if MUST_RUN:
+            pytest.fail("WORKBOOK_REQUIRE_MOJO=1 but mojo is not installed (pip install -r requirements-mojo.txt)")
+        pytest.skip("mojo is not installed (pip install -r requirements-mojo.txt)")
+    return twin.run_twin(**settings)
+
+
+def test_the_replica_reproduces_the_recorded_mojo_run_bit_for_bit():
+    recorded = twin.load_recorded()
+    settings = recorded["settings"]
+    assert recorded["mojo_version"].startswith(f"Mojo {twin.PINNED_MOJO}")
+    comparison = twin.compare(recorded, twin.replica_document(**settings))
+    assert comparison.agree, comparison.differences[:5]
+    assert comparison.cases == 96 and comparison.numbers > 12_000
+
+
+@pytest.mark.parametrize("settings", [{}, {"p": 0.1, "seed": 7, "eps": 1e-4}, {"seed": 0}],
+                         ids=["original", "other-p-seed-eps", "unseeded"])
+def test_the_mojo_twin_and_the_replica_agree_bit_for_bit(settings):
+    mojo = _twin(**settings)
+    assert mojo["mojo_version"].startswith(f"Mojo {twin.PINNED_MOJO}")
+    comparison = twin.compare(mojo, twin.replica_document(**settings))
+    assert comparison.agree, comparison.differences[:5]
+
+
+def test_the_mojo_twin_reproduces_the_original_failure():
+    case = _twin()["cases"][0]
+    assert twin.case_label(case) == "dropout float32 original nominal leaks stochastic reseed"
+    assert case["message"] == "Gradient check failed for float32: gradient mismatch at index 0"
+    assert case["mask"] == [1.0, 0.0, 0.0, 1.0, 0.0]
+
+
+def test_compare_names_a_number_that_differs_in_its_last_bit():
+    python = twin.replica_document()
+    mojo = json.loads(json.dumps(python))
+    value = mojo["cases"][3]["numerical"][0]
+    mojo["cases"][3]["numerical"][0] = value + abs(value) * 2**-52 if value else 5e-324
+    comparison = twin.compare(mojo, python)
+    assert not comparison.agree
+    assert len(comparison.differences) == 1 and "numerical[0]" in comparison.differences[0]
+    assert "DIFFERENCES" in comparison.summary()
+
+
+def test_python_m_lib_mojo_says_how_to_install_mojo_when_it_is_missing(monkeypatch, capsys):
+    monkeypatch.setattr(twin, "find_mojo", lambda: None)
+    assert cli.main(["mojo"]) == 2
+    assert "pip install -r requirements-mojo.txt" in capsys.readouterr().err
+
+
+def test_python_m_lib_mojo_refuses_a_bad_setting_before_compiling(capsys):
+    assert cli.main(["mojo", "--p", "1.5"]) == 2
+    assert "p" in capsys.readouterr().err
