@@ -4,8 +4,9 @@ Every check returns a `Criterion`: a name, whether it passed, and the one number
 that decided it (an error ratio, a keep rate, a count), plus a one-line detail.
 The notebook prints them; nothing here prints.
 
-The dropout test of the original, rebuilt on `lib`: an input
-`test_values(size)` in `dtype`, dropout with `p` and `seed`, grad_output all
+The dropout test of the original: an input `test_values(size)` in `dtype`, the
+original dropout with `p` and `seed` drawing from Mojo's generator
+(`lib.replica`, so the mask is the one the real test drew), grad_output all
 ones, and `lib.check_gradient` at the original rtol=1e-3, atol=1e-6.
 """
 
@@ -20,7 +21,7 @@ import numpy as np
 from lib.dropout import dropout, dropout2d, dropout2d_backward, dropout_backward
 from lib.gradcheck import GradCheckResult, check_gradient
 from lib.plots import FAIL_COLOR
-from lib.replica import ORIGINAL, replay_original_test, test_values
+from lib.replica import ORIGINAL, MojoRandom, original_dropout, replay_original_test, test_values
 
 #: The original test's tolerances; the fix must pass with these, not looser ones.
 RTOL, ATOL = ORIGINAL["rtol"], ORIGINAL["atol"]
@@ -63,10 +64,15 @@ class DropoutTest:
     grad_output: np.ndarray
     p: float
     seed: int
+    state: MojoRandom
 
     def seeded_forward(self, z: np.ndarray) -> np.ndarray:
-        """The original forward: dropout called again with the same seed (lib: same mask every call)."""
-        return dropout(z, self.p, training=True, seed=self.seed)[0]
+        """The original forward: the original dropout called again with the same seed.
+
+        With seed > 0 it reseeds Mojo's generator and draws the test's mask again; with
+        seed 0 it draws on from the shared stream, as the original did.
+        """
+        return original_dropout(z, self.p, self.seed, self.state)[0]
 
     def fixed_mask_forward(self, z: np.ndarray) -> np.ndarray:
         """The public fix's forward: the test's mask applied directly."""
@@ -78,10 +84,11 @@ class DropoutTest:
 
 
 def dropout_test(dtype: str, p: float, seed: int, size: int) -> DropoutTest:
-    """Build the test: x = test_values(size) in dtype, mask from dropout(x, p, seed=seed)."""
+    """Build the test: x = test_values(size) in dtype, mask from the original dropout(x, p, seed)."""
     x = np.array(test_values(size), dtype=dtype)
-    _, mask = dropout(x, p, training=True, seed=seed)
-    return DropoutTest(x=x, mask=mask, grad_output=np.ones_like(x), p=p, seed=seed)
+    state = MojoRandom()
+    _, mask = original_dropout(x, p, seed, state)
+    return DropoutTest(x=x, mask=mask, grad_output=np.ones_like(x), p=p, seed=seed, state=state)
 
 
 def check_fixed_test(test: DropoutTest, eps: float | None = None) -> dict[str, GradCheckResult]:
