@@ -67,7 +67,8 @@ class Outcome:
             `first_index` (NaN when passed); error_ratio = |a - n| / tolerance.
         max_error_ratio: worst |a - n| / tolerance over all elements (inf for NaN gradients).
         failing: flat indices of all failing elements.
-        reproduces: fails at the reported index with the reported numbers.
+        reproduces: fails at the reported index with the reported numbers (or with the
+            reference failure's, see `run_grid`).
         masks_agree: every forward call used the mask the backward multiplied by.
     """
 
@@ -88,8 +89,24 @@ class Outcome:
         return not self.passed
 
 
-def outcome_of(switches: Mapping[str, object], **fixed) -> Outcome:
-    """Replay the original test with `switches` (and the `fixed` keywords) and summarise it."""
+def failure_signature(result) -> tuple | None:
+    """(first failing index, analytical, numerical there) of a failed check; None when it passed.
+
+    Two runs with the same signature fail in the same place with the same numbers: the
+    reported failure's signature under the original parameters, another one under others.
+    """
+    i = result.first_failing_index
+    if i is None:
+        return None
+    return i, float(result.analytical.ravel()[i]), float(result.numerical.ravel()[i])
+
+
+def outcome_of(switches: Mapping[str, object], reference: tuple | None = None, **fixed) -> Outcome:
+    """Replay the original test with `switches` (and the `fixed` keywords) and summarise it.
+
+    `reproduces` compares with the reported numbers, or with `reference` (a
+    `failure_signature`) when given: the base test's own failure under other parameters.
+    """
     run = replay_original_test(**fixed, **switches)
     r = run.result
     i = r.first_failing_index
@@ -102,7 +119,8 @@ def outcome_of(switches: Mapping[str, object], **fixed) -> Outcome:
     return Outcome(
         switches=dict(switches), passed=r.passed, first_index=i, analytical=a, numerical=n,
         tolerance=tol, error_ratio=ratio, max_error_ratio=r.max_error_ratio,
-        failing=tuple(int(k) for k in r.failing_indices), reproduces=matches_reported(r), masks_agree=agree)
+        failing=tuple(int(k) for k in r.failing_indices), masks_agree=agree,
+        reproduces=matches_reported(r) if reference is None else failure_signature(r) == reference)
 
 
 def combinations(axes: Mapping[str, Sequence]) -> list[dict]:
@@ -111,11 +129,12 @@ def combinations(axes: Mapping[str, Sequence]) -> list[dict]:
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*axes.values())]
 
 
-def run_grid(axes: Mapping[str, Sequence], **fixed) -> list[Outcome]:
+def run_grid(axes: Mapping[str, Sequence], reference: tuple | None = None, **fixed) -> list[Outcome]:
     """Replay the original test for every combination of `axes`.
 
     Args:
         axes: switch name -> values, e.g. `ablation_axes(42)`.
+        reference: the failure to look for (`failure_signature`); None: the reported one.
         **fixed: other replica keywords held fixed for the whole grid
             (p, eps, values, rtol, atol); they must not name an axis.
 
@@ -125,7 +144,7 @@ def run_grid(axes: Mapping[str, Sequence], **fixed) -> list[Outcome]:
     clash = set(axes) & set(fixed)
     if clash:
         raise ValueError(f"{sorted(clash)[0]!r} is both an axis and a fixed keyword")
-    return [outcome_of(c, **fixed) for c in combinations(axes)]
+    return [outcome_of(c, reference, **fixed) for c in combinations(axes)]
 
 
 def flip(base: Mapping[str, object], name: str, value) -> dict:

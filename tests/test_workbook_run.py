@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 
 import nbformat
+import numpy as np
 import pytest
 
 from lib import workbook
@@ -77,3 +78,41 @@ def test_seed_zero_turns_the_rng_hypothesis_around(tmp_path):
     verdicts = _verdicts(tmp_path)
     assert verdicts["03"] == "CONFIRMED"
     assert verdicts["01"] == "INCONCLUSIVE"     # fails, but not with the reported numbers
+
+
+def _run(tmp_path, *args) -> dict[str, str]:
+    assert main(["run", *args, "--output", str(tmp_path), "--jobs", "2"]) == 0
+    return {k: v for k, v in ((p.name[:2], workbook.read_verdict(nbformat.read(str(p), as_version=4)))
+                              for p in sorted(tmp_path.glob("[0-9][0-9]_*.ipynb")))}
+
+
+def test_the_ablation_verdict_does_not_hang_on_the_unseeded_start(tmp_path):
+    # Seed 0 draws Mojo's real unseeded stream now; it must not come out "necessary" for seed 11.
+    run = replay_original_test(seed=11)
+    assert matches_reported(run.result)
+    verdict = _run(tmp_path, "9", "-p", "seed", "11")["09"]
+    assert verdict.startswith("CONFIRMED") and "seed=0" not in verdict
+
+
+def test_another_p_reproduces_the_mechanism_and_the_verdicts_say_so(tmp_path):
+    run = replay_original_test(p=0.5)
+    assert run.result.first_failing_index == 0 and not matches_reported(run.result)
+    assert replay_original_test(p=0.5, divide_by="realised").passed  # the nominal step is the cause
+    verdicts = _run(tmp_path, "1", "9", "-p", "p", "0.5")
+    assert verdicts["01"].startswith("CONFIRMED") and "mechanism" in verdicts["01"]
+    assert verdicts["09"].startswith("CONFIRMED - the base test's failure")
+
+
+def test_a_larger_step_passes_and_the_reproduction_says_so(tmp_path):
+    assert replay_original_test(eps=1e-4).passed
+    assert _run(tmp_path, "1", "-p", "eps", "1e-4")["01"].startswith("REFUTED")
+
+
+def test_float16_limits_are_not_blamed_on_the_fix(tmp_path):
+    floor = float(np.finfo(np.float16).eps / 2) ** (2 / 3)
+    assert floor > 1e-3  # a central difference in float16 cannot meet rtol = 1e-3
+    assert _run(tmp_path, "10", "-p", "dtype", "float16")["10"].startswith("INCONCLUSIVE")
+
+
+def test_the_chain_rule_notebook_runs_with_one_element(tmp_path):
+    _run(tmp_path, "2", "-p", "size", "1")
