@@ -1,0 +1,44 @@
+"""A careful finite-difference gradient checker.
+
+The checker compares an analytical gradient (your `backward`) with a numerical
+one: the central-difference slope of the scalar loss
+
+    L(x) = sum(forward(x) * grad_output)
+
+whose gradient is exactly the vector-Jacobian product `backward` must return.
+
+Three choices make it trustworthy in float32, where fixed-step checkers fail:
+
+1. The step is relative and dtype-aware: h_i = cbrt(machine eps) * max(1, |x_i|),
+   which balances truncation error (~h^2) against rounding error (~eps/h).
+2. It divides by the *realised* step, x_i+ - x_i- as actually stored in x's
+   dtype (exact in float64), not the nominal 2h. In float32, x = -0.5 and
+   h = 1e-5 store values 2.0027e-5 apart: dividing by 2e-5 is 0.14 % off,
+   which alone fails an rtol=1e-3 check.
+3. It subtracts the two outputs element by element (in float64) before
+   reducing with grad_output, so the sum never adds large equal terms whose
+   difference it then needs.
+
+The caller's `x` is never touched: the checker perturbs a private copy and
+restores each element in a `finally` block.
+"""
+
+from lib.gradcheck.dense import check_gradient
+from lib.gradcheck.differences import _call_forward, _validated_inputs, numerical_gradient
+from lib.gradcheck.result import (
+    MAX_REPORTED_ELEMENTS,
+    PASS_RULES,
+    GradCheckResult,
+    GradientCheckError,
+    build_result,
+    format_element_table,
+    tolerance_for,
+    tolerance_line,
+)
+from lib.gradcheck.steps import _realised_points, default_step
+
+__all__ = [
+    "MAX_REPORTED_ELEMENTS", "PASS_RULES", "GradCheckResult", "GradientCheckError", "_call_forward",
+    "_realised_points", "_validated_inputs", "build_result", "check_gradient", "default_step",
+    "format_element_table", "numerical_gradient", "tolerance_for", "tolerance_line",
+]

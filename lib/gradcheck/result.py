@@ -1,0 +1,190 @@
+"""What a gradient check measured, element by element, and how it reports a failure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: How many failing elements a failure message lists before it stops.
+MAX_REPORTED_ELEMENTS = 5
+
+
+@dataclass(frozen=True)
+class GradCheckResult:
+    """Everything a check measured, element by element (arrays have x's shape).
+
+    Attributes:
+        passed: every element met the pass rule.
+        dtype: name of x's dtype, e.g. "float32".
+        analytical: backward(grad_output, x) as float64.
+        numerical: central-difference gradient, float64.
+        tolerance: atol + rtol * max(|analytical|, |numerical|) per element
+            (atol + rtol * |numerical| under the failure-era rule).
+        step: the realised width x+ - x- of each central difference (the
+            nominal 2*eps when `divide_by == "nominal"`).
+        rtol, atol: the tolerances used.
+        divide_by: "realised" (this checker) or "nominal" (the original).
+        forward_calls: how many times forward was called.
+        input_mutated: forward or backward changed the array it was given.
+        pass_rule: "symmetric" (max(|a|, |n|), this checker's) or "numerical"
+            (|n| alone, the rule of the checker that failed).
+    """
+
+    passed: bool
+    dtype: str
+    analytical: np.ndarray
+    numerical: np.ndarray
+    tolerance: np.ndarray
+    step: np.ndarray
+    rtol: float
+    atol: float
+    divide_by: str = "realised"
+    forward_calls: int = 0
+    input_mutated: bool = False
+    notes: tuple[str, ...] = field(default=())
+    pass_rule: str = "symmetric"
+
+    @property
+    def difference(self) -> np.ndarray:
+        """analytical - numerical, float64."""
+        return self.analytical - self.numerical
+
+    @property
+    def error_ratio(self) -> np.ndarray:
+        """|analytical - numerical| / tolerance; an element passes when <= 1."""
+        diff = np.abs(self.difference)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.array(diff / self.tolerance, dtype=np.float64)  # 0-d stays an array
+        # 0/0 (both gradients exactly 0 with atol=0) is a pass, not NaN.
+        ratio[(diff == 0) & (self.tolerance == 0)] = 0.0
+        ratio[np.isnan(ratio)] = np.inf
+        return ratio
+
+    @property
+    def max_error_ratio(self) -> float:
+        return float(np.max(self.error_ratio)) if self.error_ratio.size else 0.0
+
+    @property
+    def worst_index(self) -> int:
+        """Flat index of the element with the largest error ratio."""
+        return int(np.argmax(self.error_ratio)) if self.error_ratio.size else 0
+
+    @property
+    def failing_indices(self) -> np.ndarray:
+        """Flat indices of the failing elements, ascending."""
+        return np.flatnonzero(~(self.error_ratio <= 1.0))
+
+    @property
+    def first_failing_index(self) -> int | None:
+        failing = self.failing_indices
+        return int(failing[0]) if failing.size else None
+
+    def summary(self) -> str:
+        """One line: PASS/FAIL, worst error ratio and where."""
+        verdict = "PASS" if self.passed else "FAIL"
+        n_fail, n = self.failing_indices.size, self.analytical.size
+        return (
+            f"{verdict}: {n - n_fail}/{n} elements within tolerance, "
+            f"max error/tolerance {self.max_error_ratio:.4g} at index {self.worst_index}"
+        )
+
+    def report(self, max_rows: int = MAX_REPORTED_ELEMENTS) -> str:
+        """A failure report in the layout of numpy's assert_allclose."""
+        failing = self.failing_indices
+        n = self.analytical.size
+        first = int(failing[0]) if failing.size else self.worst_index
+        if failing.size:
+            head = f"Gradient check failed for {self.dtype}: gradient mismatch at index {first}"
+        elif not self.passed:
+            head = f"Gradient check failed for {self.dtype}: the input array was modified"
+        else:
+            head = f"Gradient check passed for {self.dtype}"
+        lines = [
+            head,
+            tolerance_line(self),
+            f"Mismatched elements: {failing.size} / {n} ({100.0 * failing.size / max(n, 1):.1f}%)",
+            f"Max error/tolerance: {self.max_error_ratio:.4g} at index {self.worst_index}",
+            f"Numerical gradient divided by the {self.divide_by} step",
+        ]
+        rows = failing[:max_rows] if failing.size else np.array([self.worst_index])
+        lines.append(format_element_table(self, rows))
+        if failing.size > max_rows:
+            lines.append(f"  ... and {failing.size - max_rows} more failing elements")
+        if self.input_mutated:
+            lines.append("Warning: forward or backward modified the array it was given.")
+        lines.extend(self.notes)
+        return "\n".join(lines)
+
+
+def tolerance_line(result: GradCheckResult) -> str:
+    """The report's second line: the tolerances and the pass rule they enter."""
+    return (f"{'Within' if result.passed else 'Not within'} tolerance rtol={result.rtol:g}, "
+            f"atol={result.atol:g} (pass rule: |a - n| <= atol + rtol * {PASS_RULES[result.pass_rule]})")
+
+
+def format_element_table(result: GradCheckResult, flat_indices) -> str:
+    """Aligned rows of analytical, numerical, difference, tolerance, step."""
+    shape = result.analytical.shape
+    header = (
+        f"{'index':>10} {'analytical':>14} {'numerical':>14} {'difference':>12} "
+        f"{'tolerance':>11} {'step':>11} {'err/tol':>8}"
+    )
+    rows = [header]
+    a, n = result.analytical.ravel(), result.numerical.ravel()
+    tol, step, ratio = result.tolerance.ravel(), result.step.ravel(), result.error_ratio.ravel()
+    for i in np.asarray(flat_indices, dtype=int):
+        where = f"[{i}]" if len(shape) <= 1 else "[" + ", ".join(str(int(k)) for k in np.unravel_index(i, shape)) + "]"
+        rows.append(
+            f"{where:>10} {a[i]:>14.8g} {n[i]:>14.8g} {a[i] - n[i]:>12.4e} "
+            f"{tol[i]:>11.4e} {step[i]:>11.4e} {ratio[i]:>8.3g}"
+        )
+    return "\n".join(rows)
+
+
+class GradientCheckError(AssertionError):
+    """Raised by a failing check; `.result` holds the full GradCheckResult."""
+
+    def __init__(self, result: GradCheckResult, message: str | None = None):
+        super().__init__(message if message is not None else result.report())
+        self.result = result
+
+
+#: The scale rtol multiplies, by rule name, as the report prints it.
+PASS_RULES = {"symmetric": "max(|a|, |n|)", "numerical": "|n|"}
+
+
+def tolerance_for(analytical, numerical, rtol: float, atol: float, rule: str = "symmetric") -> np.ndarray:
+    """The per-element pass band: atol + rtol * max(|a|, |n|), float64.
+
+    rule="numerical" gives atol + rtol * |n|, the band of the checker that
+    failed (it scaled by the numerical side only, as PyTorch's gradcheck does).
+    """
+    scale = np.abs(numerical) if rule == "numerical" else np.maximum(np.abs(analytical), np.abs(numerical))
+    return atol + rtol * scale
+
+
+def build_result(analytical, numerical, step, *, dtype, rtol, atol, divide_by="realised",
+                 forward_calls=0, input_mutated=False, pass_rule="symmetric") -> GradCheckResult:
+    """Assemble a GradCheckResult from measured arrays (used by every checker here)."""
+    analytical = np.asarray(analytical, dtype=np.float64)
+    numerical = np.asarray(numerical, dtype=np.float64)
+    tolerance = tolerance_for(analytical, numerical, rtol, atol, pass_rule)
+    with np.errstate(invalid="ignore"):
+        # inf <= inf holds, so an infinite gradient would pass without the finiteness test
+        within = (np.abs(analytical - numerical) <= tolerance) & np.isfinite(analytical) & np.isfinite(numerical)
+    return GradCheckResult(
+        passed=bool(np.all(within)) and not input_mutated,
+        dtype=str(np.dtype(dtype)),
+        analytical=analytical,
+        numerical=numerical,
+        tolerance=tolerance,
+        step=np.asarray(step, dtype=np.float64),
+        rtol=float(rtol),
+        atol=float(atol),
+        divide_by=divide_by,
+        forward_calls=forward_calls,
+        input_mutated=input_mutated,
+        pass_rule=pass_rule,
+    )
+
