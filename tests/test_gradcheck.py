@@ -329,15 +329,15 @@ def element_rows(message):
     """{index tuple: {column name: value}} from the element table of a failure message."""
     lines = message.splitlines()
     head = next(i for i, line in enumerate(lines) if all(w in line for w in ("analytical", "numerical", "step")))
-    names = lines[head].split()[-6:]
+    names = lines[head].split()[1:]
     rows = {}
     for line in lines[head + 1:]:
         tokens = line.split()
         try:
-            values = [float(t) for t in tokens[-6:]]
+            values = [float(t) for t in tokens[-len(names):]]
         except ValueError:
             break
-        index = tuple(int(d) for d in re.findall(r"\d+", " ".join(tokens[:-6])))
+        index = tuple(int(d) for d in re.findall(r"\d+", " ".join(tokens[:-len(names)])))
         rows[index] = dict(zip(names, values, strict=True))
     return rows
 
@@ -745,19 +745,76 @@ def test_the_callables_are_checked_and_named(forward, backward, name):
 
 
 def test_a_forward_returning_nothing_is_named_as_such():
-    with pytest.raises(TypeError, match="forward must return a numeric array; got NoneType"):
+    with pytest.raises(TypeError, match="forward must return a real numeric array; it returned non-numeric None"):
         check_gradient(lambda v: None, lambda g, v: g, np.ones(3), np.ones(3))
 
 
 @pytest.mark.parametrize(("keyword", "value", "message"), [
     ("raise_on_failure", "no", "raise_on_failure must be True or False"),
-    ("probes", 0, "probes must be an integer >= 1")])
+    ("probes", -1, "probes must be an integer >= 0"),
+    ("strict", "yes", "strict must be True or False"),
+    ("probe_seed", -2, r"probe_seed must be an integer \[0, ")])
 def test_flags_and_counts_are_validated(keyword, value, message):
     with pytest.raises((TypeError, ValueError), match=message):
         check_gradient(np.tanh, lambda g, v: g * (1 - np.tanh(v) ** 2), np.ones(3), np.ones(3), **{keyword: value})
+
+
+def test_fast_mode_still_needs_at_least_one_projection():
+    with pytest.raises(ValueError, match="probes must be an integer >= 1"):
+        check_gradient(np.tanh, lambda g, v: g * (1 - np.tanh(v) ** 2), np.ones(3), np.ones(3), mode="fast",
+                       probes=0)
 
 
 def test_a_step_that_overflows_the_dtype_is_refused_naming_x():
     x = np.array([np.finfo(np.float16).max], np.float16)
     with pytest.raises(ValueError, match=r"x\[0\] = 65504 is too close to the largest float16"):
         check_gradient(lambda v: v, lambda g, v: g, x, np.ones(1, np.float16))
+
+
+# --- what cannot be checked is refused at the boundary, naming who returned what ----------------
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_x_is_refused_naming_the_element(bad):
+    x = np.array([0.5, bad, 1.0])
+    with pytest.raises(ValueError, match=r"x must be finite: x.flat\[1\]"):
+        check_gradient(np.tanh, lambda g, v: g * (1 - np.tanh(v) ** 2), x, np.ones(3))
+
+
+@pytest.mark.parametrize(("forward", "message"), [
+    (lambda v: v.astype(np.complex128), "forward must return a real numeric array; it returned complex"),
+    (lambda v: np.array(["a"] * v.size), "forward must return a real numeric array; it returned non-numeric"),
+    (lambda v: np.array([object()] * v.size), "forward must return a real numeric array; it returned non-numeric"),
+    (lambda v: "loss", "forward must return a real numeric array; it returned non-numeric str"),
+])
+def test_forward_outputs_that_cannot_be_checked_are_refused(forward, message):
+    with pytest.raises(TypeError, match=re.escape(message)):
+        check_gradient(forward, lambda g, v: g, np.ones(3), np.ones(3))
+
+
+@pytest.mark.parametrize(("backward", "error", "message"), [
+    (lambda g, v: None, TypeError, "backward must return a real numeric array; it returned non-numeric None"),
+    (lambda g, v: g.astype(np.complex64), TypeError, "backward must return a real numeric array; it returned complex"),
+    (lambda g, v: np.float64(1.0), ValueError, "backward must return an array of x's shape (3,); it returned"),
+    (lambda g, v: g[:2], ValueError, "backward must return an array of x's shape (3,); it returned an array"),
+])
+def test_backward_results_that_cannot_be_checked_are_refused(backward, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        check_gradient(lambda v: 2 * v, backward, np.ones(3), np.ones(3))
+
+
+def test_a_random_probe_catches_a_backward_that_ignores_grad_output():
+    x = np.linspace(-1, 1, 6)
+    ignoring = lambda g, v: 2 * np.ones_like(v)  # noqa: E731
+    assert check_gradient(lambda v: 2 * v, ignoring, x, np.ones(6), probes=0).passed
+    result = check_gradient(lambda v: 2 * v, ignoring, x, np.ones(6), raise_on_failure=False)
+    assert not result.passed and len(result.probe_results) == 1
+    assert "for random grad_output 1 of 1" in result.report().splitlines()[0]
+    assert result.forward_calls == 2 * 6 + 1  # the probe costs no forward call
+
+
+def test_probes_are_seeded_and_repeatable():
+    x = np.linspace(-1, 1, 6)
+    runs = [check_gradient(np.tanh, lambda g, v: g * (1 - np.tanh(v) ** 2), x, np.ones(6), probes=3, probe_seed=s)
+            for s in (5, 5, 6)]
+    assert np.array_equal(runs[0].probe_results[2].analytical, runs[1].probe_results[2].analytical)
+    assert not np.array_equal(runs[0].probe_results[0].analytical, runs[2].probe_results[0].analytical)

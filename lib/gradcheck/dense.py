@@ -5,38 +5,93 @@ from __future__ import annotations
 import numpy as np
 
 from lib import _checks
-from lib.gradcheck.differences import _central_differences, _validated_inputs
+from lib.gradcheck.arithmetic import remeasure_in_float64, rounding_slack
+from lib.gradcheck.differences import _central_differences, _validated_inputs, check_returned
 from lib.gradcheck.result import GradCheckResult, GradientCheckError, build_result
 
 
+def probe_gradients(shape, dtype, count: int, seed: int) -> np.ndarray:
+    """`count` random upstream gradients of `shape`: magnitudes in [0.5, 2], random signs.
+
+    Returns (count, *shape) in `dtype` (the dtype backward is given). Far from 0
+    and from each other's pattern, so a backward that ignores, squares or
+    misreads its upstream gradient cannot agree with the forward's slopes.
+    """
+    rng = np.random.default_rng(seed)
+    size = (count, *shape)
+    return (rng.uniform(0.5, 2.0, size) * rng.choice([-1.0, 1.0], size)).astype(dtype)
+
+
+def _first_change(before: np.ndarray, after: np.ndarray) -> str:
+    changed = np.flatnonzero(~((before == after) | (np.isnan(before) & np.isnan(after))).reshape(-1))
+    i = int(changed[0])
+    return (f"{changed.size} element(s), first at flat index {i} "
+            f"({before.reshape(-1)[i]!r} became {after.reshape(-1)[i]!r})")
+
+
+class _Guard:
+    """Remembers x and grad_output, and names who changed them and where."""
+
+    def __init__(self, x: np.ndarray, grad_output: np.ndarray):
+        self.x, self.grad_output = x.copy(), np.array(grad_output, copy=True)
+        self.notes: list[str] = []
+
+    def after(self, who: str, work: np.ndarray, grad_output: np.ndarray | None = None) -> None:
+        if not np.array_equal(work, self.x, equal_nan=True):
+            note = f"Input mutation: {who} wrote into x: {_first_change(self.x, work)}"
+            if note not in self.notes:
+                self.notes.append(note)
+            work[...] = self.x  # later calls must see the caller's x again
+        if grad_output is not None and not np.array_equal(grad_output, self.grad_output, equal_nan=True):
+            self.notes.append(f"Input mutation: {who} wrote into grad_output: "
+                              f"{_first_change(self.grad_output, grad_output)}")
+
+
+def _analytical(backward, grad, work, x_shape, guard: _Guard, who: str) -> np.ndarray:
+    given = np.array(grad, copy=True)
+    returned = backward(given, work)
+    guard.after(who, work, given if who == "backward" else None)
+    return check_returned(returned, x_shape, "backward", "x")
+
+
 def check_gradient(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, eps=None,
-                   raise_on_failure=True, mode="dense", probes=2) -> GradCheckResult:
+                   raise_on_failure=True, mode="dense", probes=None, strict=False, probe_seed=0,
+                   explain=True) -> GradCheckResult:
     """Check backward against central differences of forward.
 
-    mode="dense" (default) differences every element: 2N forward calls, and
-    on failure the message ends with lib.diagnose's findings. mode="fast"
-    checks `probes` random projections in 2*probes forward calls and, on
-    failure, localises the failing elements by group testing (see
-    lib.fastcheck.check_gradient_fast, which returns a FastCheckResult).
+    mode="dense" (default) differences every element: 2N forward calls. The
+    same output differences are also contracted with `probes` random upstream
+    gradients (one backward call each, no extra forward call), so a backward
+    that ignores, squares or misreads grad_output fails even when grad_output
+    is all ones. mode="fast" checks `probes` random projections in 2*probes
+    forward calls and localises failing elements by group testing (see
+    lib.fastcheck.check_gradient_fast).
 
     Args:
         forward: forward(x) -> y, any output shape; must be deterministic.
         backward: backward(grad_output, x) -> grad_x of x's shape.
-        x: floating array (float16/32/64), never modified.
+        x: finite floating array (float16/32/64), never modified.
         grad_output: array of y's shape; the loss is sum(y * grad_output).
-        rtol, atol: an element passes when |a - n| <= atol + rtol * max(|a|, |n|).
+        rtol, atol: an element passes when |a - n| <= atol + rtol * max(|a|, |n|)
+            + NOISE_FACTOR * (the rounding bound of n); see lib.gradcheck.differences.
         eps: half-step; None picks a dtype-aware relative step.
         raise_on_failure: raise GradientCheckError (with `.result`) on failure.
         mode: "dense" or "fast".
-        probes: random projections in fast mode (ignored in dense mode).
+        probes: random upstream gradients (dense, default 1) or projections (fast, default 2).
+        strict: True drops the rounding allowance: the plain rule above.
+        probe_seed: seed of the dense probes (reported with the result).
+        explain: on failure, append lib.diagnose's findings to the message (extra calls
+            of forward and backward, about 2N + 5 and 10); False skips them.
 
     Returns:
-        GradCheckResult with per-element analytical, numerical, tolerance, step.
+        GradCheckResult with per-element analytical, numerical, tolerance, noise, step,
+        and one GradCheckResult per probe in `.probes`.
     """
     _checks.choice(mode, "mode", ("dense", "fast"))
     _checks.callable_arg(backward, "backward")
     raise_on_failure = _checks.boolean(raise_on_failure, "raise_on_failure")
-    probes = _checks.positive_int(probes, "probes")
+    probes = _checks.positive_int(probes if probes is not None else (2 if mode == "fast" else 1), "probes",
+                                  low=1 if mode == "fast" else 0)
     if mode == "fast":
         from lib.fastcheck import check_gradient_fast  # lib.fastcheck imports this module
 
@@ -44,28 +99,49 @@ def check_gradient(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, e
                                    eps=eps, raise_on_failure=raise_on_failure)
     rtol = _checks.non_negative(rtol, "rtol")
     atol = _checks.non_negative(atol, "atol")
+    strict = _checks.boolean(strict, "strict")
+    probe_seed = _checks.positive_int(probe_seed, "probe_seed", low=0, high=2**63 - 1)
     if eps is not None:
         _checks.positive_step(eps)
-    x, work, out_shape, grad64 = _validated_inputs(forward, x, grad_output)
+    given = grad_output
+    x, work, out_shape, grad64, out_dtype = _validated_inputs(forward, x, grad_output)
+    guard = _Guard(x, np.asarray(given))
+    guard.after("forward", work)
+    grad_dtype = np.asarray(given).dtype
+    randoms = probe_gradients(out_shape, grad_dtype, probes, probe_seed)
+    analytical = [_analytical(backward, given, work, x.shape, guard, "backward")]
+    analytical += [_analytical(backward, g, work, x.shape, guard, "backward (random grad_output)") for g in randoms]
+    grads = np.concatenate([grad64.reshape(1, -1), randoms.reshape(probes, grad64.size).astype(np.float64)])
+    found = _central_differences(forward, x, work, out_shape, grads, eps, out_dtype)
+    guard.after("forward", work)
+    analytical = np.stack([np.asarray(a, dtype=np.float64).reshape(-1) for a in analytical])
+    slack, extra = None, 0
+    if not strict:
+        slack, extra, _ = remeasure_in_float64(forward, x, found, grads, analytical, rounding_slack(found),
+                                               rtol=rtol, atol=atol)
 
-    analytical = np.asarray(backward(np.asarray(grad_output).copy(), work))
-    if analytical.shape != x.shape:
-        raise ValueError(f"backward must return an array of x's shape {x.shape}; got {analytical.shape}")
-    numerical, step, calls = _central_differences(forward, x, work, out_shape, grad64, eps)
-    mutated = not np.array_equal(work, x, equal_nan=True)
+    def result(k, notes=(), probe_results=()):
+        return build_result(analytical[k].reshape(x.shape), found.numerical[k].reshape(x.shape), found.width,
+                            dtype=x.dtype, rtol=rtol, atol=atol, forward_calls=found.forward_calls + 1 + extra,
+                            slack=None if slack is None else slack[k].reshape(x.shape),
+                            input_mutated=bool(notes), notes=notes, probes=probe_results)
 
-    result = build_result(analytical, numerical, step, dtype=x.dtype, rtol=rtol, atol=atol,
-                          forward_calls=calls + 1, input_mutated=mutated)
-    if not result.passed and raise_on_failure:
-        message = result.report()
-        try:
-            # Imported here: lib.diagnose imports this module. diagnose never calls
-            # check_gradient, and inside a running diagnosis failure_lines returns
-            # nothing, so this cannot recurse.
-            from lib.diagnose import failure_lines
+    outcome = result(0, tuple(guard.notes), tuple(result(k) for k in range(1, probes + 1)))
+    if not outcome.passed and raise_on_failure:
+        lines = [outcome.report()]
+        if explain:
+            lines += _explanation(forward, backward, x, given, rtol=rtol, atol=atol, eps=eps)
+        raise GradientCheckError(outcome, "\n".join(lines))
+    return outcome
 
-            lines = failure_lines(forward, backward, x, grad_output, rtol=rtol, atol=atol, eps=eps)
-        except Exception as error:  # a broken diagnosis must not hide the failure it explains
-            lines = [f"Diagnosis unavailable ({type(error).__name__}: {error})"]
-        raise GradientCheckError(result, "\n".join([message, *lines]))
-    return result
+
+def _explanation(forward, backward, x, grad_output, **settings) -> list[str]:
+    try:
+        # Imported here: lib.diagnose imports this module. diagnose never calls
+        # check_gradient, and inside a running diagnosis failure_lines returns
+        # nothing, so this cannot recurse.
+        from lib.diagnose import failure_lines
+
+        return failure_lines(forward, backward, x, grad_output, **settings)
+    except Exception as error:  # a broken diagnosis must not hide the failure it explains
+        return [f"Diagnosis unavailable ({type(error).__name__}: {error})"]

@@ -2,37 +2,65 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from lib import _checks
 from lib.gradcheck.steps import _realised_points, default_step
 
 
-def _call_forward(forward, x: np.ndarray, expected_shape=None) -> np.ndarray:
+def _describe(value) -> str:
+    if value is None:
+        return "None"
+    array = np.asarray(value) if not isinstance(value, str) else None
+    if array is None or array.dtype.kind in "OUSV":
+        return f"{type(value).__name__} {str(value)[:60]!r}" if array is None or array.ndim == 0 else \
+            f"an array of dtype {array.dtype}"
+    return f"an array of dtype {array.dtype} and shape {array.shape}"
+
+
+def numeric_output(returned, who: str) -> np.ndarray:
+    """`returned` as a real numeric ndarray, or TypeError naming `who` and what it returned."""
+    array = None if returned is None or isinstance(returned, str) else np.asarray(returned)
+    if array is None or array.dtype.kind not in "biuf":
+        kind = "complex" if array is not None and array.dtype.kind == "c" else "non-numeric"
+        raise TypeError(f"{who} must return a real numeric array; it returned {kind} {_describe(returned)}")
+    return array
+
+
+def check_returned(returned, shape: tuple, who: str, like: str) -> np.ndarray:
+    """A real numeric array of `shape`, else an error naming `who`, what it returned and `like`'s shape."""
+    array = numeric_output(returned, who)
+    if array.shape != shape:
+        raise ValueError(f"{who} must return an array of {like}'s shape {shape}; it returned {_describe(array)}")
+    return array
+
+
+def _call_forward(forward, x: np.ndarray, expected_shape=None):
+    """forward(x) as float64 (a copy) and the dtype it returned; refuses what cannot be checked."""
+    array = numeric_output(forward(x), "forward")
+    if expected_shape is not None and array.shape != expected_shape:
+        raise ValueError(f"forward returned shape {array.shape} on a perturbed input but {expected_shape} on x")
     # Copy to float64 at once: a forward that returns a view of its input would
     # otherwise change under us when the next element is perturbed.
-    returned = forward(x)
-    try:
-        out = np.array(returned, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"forward must return a numeric array; got {type(returned).__name__}") from None
-    if returned is None or out.dtype == object:
-        raise TypeError(f"forward must return a numeric array; got {type(returned).__name__}")
-    if expected_shape is not None and out.shape != expected_shape:
-        raise ValueError(
-            f"forward returned shape {out.shape} on a perturbed input but {expected_shape} on x"
-        )
+    out = np.array(array, dtype=np.float64)
     if not np.all(np.isfinite(out)):
         raise ValueError("forward(x) returned non-finite values (inf or NaN); the check needs finite outputs")
-    return out
+    return out, array.dtype
 
 
 def _validated_inputs(forward, x, grad_output):
+    """Check the arguments at the boundary; returns (x, work copy, output shape, grad64, output dtype)."""
     _checks.callable_arg(forward, "forward")
     x = _checks.float_array(x, "x")
+    if not np.all(np.isfinite(x)):
+        bad = int(np.flatnonzero(~np.isfinite(x.reshape(-1)))[0])
+        raise ValueError(f"x must be finite: x.flat[{bad}] = {x.reshape(-1)[bad]!r}; a gradient check "
+                         "needs a point where the function is defined")
     # C order, so that work.reshape(-1) is a view and a perturbation reaches forward.
     work = np.array(x, copy=True, order="C")
-    out = _call_forward(forward, work)
+    out, out_dtype = _call_forward(forward, work)
     grad_output = np.asarray(grad_output)
     if grad_output.shape != out.shape:
         raise ValueError(
@@ -42,7 +70,7 @@ def _validated_inputs(forward, x, grad_output):
         raise TypeError(f"grad_output must be a real numeric array; got dtype {grad_output.dtype}")
     if not np.all(np.isfinite(grad_output)):
         raise ValueError("grad_output must be finite")
-    return x, work, out.shape, grad_output.astype(np.float64)
+    return x, work, out.shape, grad_output.astype(np.float64), out_dtype
 
 
 def _raise_if_not_finite(*outputs: np.ndarray) -> None:
@@ -53,20 +81,76 @@ def _raise_if_not_finite(*outputs: np.ndarray) -> None:
             )
 
 
-def _central_differences(forward, x, work, out_shape, grad64, eps):
-    """Core loop. Returns (numerical, realised step, forward calls); never changes x.
+@dataclass(frozen=True)
+class Differences:
+    """What the central-difference loop measured.
+
+    Attributes:
+        numerical: (k, N) float64, one row per upstream gradient (row 0 the
+            caller's grad_output, then the random probes): the slope of
+            sum(forward(x) * g) along each element, divided by the realised step.
+        noise: (k, N) float64, a bound on the rounding in each numerical value:
+            u * sum_j |g_j| * (|y+_j| + |y-_j|) / width over the outputs j that
+            moved, u the unit roundoff of the forward's output dtype. Each output
+            was rounded to that dtype at least once, by up to u * |y_j|, and an
+            output that did not move contributes exactly nothing.
+        width: (N,) float64, the realised step x_i+ - x_i- of each element.
+        forward_calls: how many times forward was called (2N).
+        plus, minus: (N,) the points x_i + h_i and x_i - h_i as stored in x's dtype.
+    """
+
+    numerical: np.ndarray
+    noise: np.ndarray
+    width: np.ndarray
+    forward_calls: int
+    plus: np.ndarray
+    minus: np.ndarray
+
+
+def unit_roundoff(dtype) -> float:
+    """Half the machine epsilon of a floating dtype (the largest relative rounding error); 0 otherwise."""
+    dtype = np.dtype(dtype)
+    return float(np.finfo(dtype).eps) / 2 if np.issubdtype(dtype, np.floating) else 0.0
+
+
+def contract(out_plus: np.ndarray, out_minus: np.ndarray, grads: np.ndarray, magnitudes: np.ndarray):
+    """Slopes and rounding sums of one element: (grads @ d, |grads| @ (|y+| + |y-|) where d != 0).
+
+    d = y+ - y- is subtracted element by element in float64 before the
+    reduction, so outputs that did not move cancel exactly. Both results are
+    (k,) and still to be divided by the step (and the sums scaled by u).
+    """
+    moved = (out_plus - out_minus).reshape(-1)
+    values = grads @ moved
+    # Any inf or NaN in either output makes the difference, and so the
+    # slopes, non-finite: one test instead of two array scans.
+    if not np.all(np.isfinite(values)):
+        _raise_if_not_finite(out_plus, out_minus)
+    size = np.abs(out_plus.reshape(-1)) + np.abs(out_minus.reshape(-1))
+    return values, magnitudes @ np.where(moved != 0.0, size, 0.0)
+
+
+def _central_differences(forward, x, work, out_shape, grads, eps, out_dtype=np.float64) -> Differences:
+    """Core loop over the elements; never changes x.
+
+    Args:
+        grads: (k, M) float64, the upstream gradients to contract each output
+            difference with (M = outputs): the caller's first, then probes.
+        out_dtype: dtype of the forward's output, whose rounding the noise bound uses.
 
     The loop body does only what each element needs (two forward calls, two
-    float64 copies, one subtraction, one dot product); everything that can be
-    done for all elements at once (the perturbed values, the realised widths,
-    the division) is done outside it, so the checker costs little beyond the
-    2N forward calls themselves.
+    float64 copies, one subtraction, a small matrix-vector product for the
+    slopes and one for the noise); everything that can be done for all
+    elements at once (the perturbed values, the realised widths, the division)
+    is done outside it, so the checker costs little beyond the 2N forward calls.
     """
     half = default_step(x) if eps is None else np.full(x.shape, _checks.positive_step(eps))
     plus, minus, width = _realised_points(x, half)
     flat_work = work.reshape(-1)
-    g = grad64.reshape(-1)
-    numerical = np.empty(x.size, dtype=np.float64)
+    grads = np.atleast_2d(grads)
+    magnitudes = np.abs(grads)
+    numerical = np.empty((grads.shape[0], x.size), dtype=np.float64)
+    noise = np.empty_like(numerical)
     for i in range(x.size):
         original = flat_work[i]
         try:
@@ -81,16 +165,11 @@ def _central_differences(forward, x, work, out_shape, grad64, eps):
         if out_plus.shape != out_shape or out_minus.shape != out_shape:
             bad = out_plus.shape if out_plus.shape != out_shape else out_minus.shape
             raise ValueError(f"forward returned shape {bad} on a perturbed input but {out_shape} on x")
-        # Subtract element by element in float64, then reduce with grad_output.
-        value = np.dot((out_plus - out_minus).reshape(-1), g)
-        # Any inf or NaN in either output makes the difference, and so the dot
-        # product, non-finite: one scalar test instead of two array scans.
-        if not -np.inf < value < np.inf:
-            _raise_if_not_finite(out_plus, out_minus)
-        numerical[i] = value
+        numerical[:, i], noise[:, i] = contract(out_plus, out_minus, grads, magnitudes)
     # Divide by the realised width, x_i+ - x_i- as stored, not the nominal 2*eps.
-    numerical /= width
-    return numerical.reshape(x.shape), width.reshape(x.shape), 2 * x.size
+    numerical /= width.reshape(-1)
+    noise *= unit_roundoff(out_dtype) / np.abs(width.reshape(-1))
+    return Differences(numerical, noise, width.reshape(x.shape), 2 * x.size, plus, minus)
 
 
 def numerical_gradient(forward, x, grad_output, eps=None) -> np.ndarray:
@@ -103,7 +182,7 @@ def numerical_gradient(forward, x, grad_output, eps=None) -> np.ndarray:
         eps: half-step. None picks cbrt(eps_dtype) * max(1, |x_i|); a number is
             used as given for every element.
     """
-    x, work, out_shape, grad64 = _validated_inputs(forward, x, grad_output)
-    numerical, _, _ = _central_differences(forward, x, work, out_shape, grad64, eps)
-    return numerical
+    x, work, out_shape, grad64, out_dtype = _validated_inputs(forward, x, grad_output)
+    return _central_differences(forward, x, work, out_shape, grad64.reshape(1, -1), eps,
+                                out_dtype).numerical[0].reshape(x.shape)
 

@@ -1,0 +1,71 @@
+"""check_gradient on the catalogue of ordinary layers: no false alarm, no miss, in float32 and float64."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lib import catalogue
+from lib.gradcheck import GradientCheckError, check_gradient
+
+DTYPES = ("float32", "float64")
+
+
+def _verdicts(dtype, correct: bool, **settings):
+    """{(layer, bug, seed, ones): passed} over 10 seeds and both grad_output kinds."""
+    out = {}
+    for case in catalogue.cases(dtypes=(dtype,)):
+        if case.correct == correct:
+            result = check_gradient(case.forward, case.backward, case.x, case.grad_output,
+                                    raise_on_failure=False, **settings)
+            out[case.layer, case.bug, bool(np.all(case.grad_output == 1))] = result.passed
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_no_correct_layer_fails(dtype):
+    alarms = [key for key, passed in _verdicts(dtype, correct=True).items() if not passed]
+    assert alarms == []
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_broken_layer_fails(dtype):
+    misses = [key for key, passed in _verdicts(dtype, correct=False).items() if passed]
+    assert misses == []
+
+
+def test_the_plain_rule_without_probes_is_what_the_noise_term_and_probes_fix():
+    # the baseline the two additions are measured against: float32 false alarms and all-ones misses
+    alarms = [k for k, ok in _verdicts("float32", correct=True, strict=True, probes=0).items() if not ok]
+    misses = [k for k, ok in _verdicts("float32", correct=False, strict=True, probes=0).items() if ok]
+    assert any(layer == "batch-norm" for layer, _, _ in alarms)
+    assert ("max-pool", "ignores-grad-output", True) in misses
+
+
+def test_a_backward_that_overwrites_grad_output_is_named():
+    case = catalogue.build("affine", "float32", 0, "overwrites-grad-output")
+    with pytest.raises(GradientCheckError, match=r"Input mutation: backward wrote into grad_output"):
+        check_gradient(case.forward, case.backward, case.x, case.grad_output, explain=False)
+    assert np.all(case.grad_output == 1)  # the caller's array is untouched
+
+
+def test_a_correct_layer_checked_tighter_than_its_arithmetic_passes_unless_strict():
+    case = catalogue.build("layer-norm", "float64", 0)
+    tight = dict(rtol=1e-12, atol=0.0, raise_on_failure=False)
+    result = check_gradient(case.forward, case.backward, case.x, case.grad_output, **tight)
+    assert result.passed and result.has_noise
+    assert not check_gradient(case.forward, case.backward, case.x, case.grad_output, strict=True, **tight).passed
+
+
+def test_the_noise_column_and_rule_are_in_the_report():
+    case = catalogue.build("tanh", "float32", 1, "derivative-of-sigmoid")
+    report = check_gradient(case.forward, case.backward, case.x, case.grad_output, raise_on_failure=False).report()
+    assert "+ arithmetic noise)" in report.splitlines()[1]
+    assert "noise" in report.splitlines()[5].split()
+
+
+def test_unknown_layer_or_bug_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="layer must be one of affine"):
+        catalogue.build("rnn", "float32", 0)
+    with pytest.raises(ValueError, match="bug must be one of ''"):
+        catalogue.build("tanh", "float32", 0, "typo")
