@@ -73,6 +73,7 @@ import numpy as np
 
 from lib import _checks
 from lib.gradcheck import GradCheckResult, build_result, default_step, tolerance_for
+from lib.gradcheck.differences import numeric_output, require_finite
 
 #: Every code a Finding can carry, in the order of the table above.
 CODES = ("ok", "nondeterministic-forward", "mask-mismatch", "wrong-backward", "precision", "input-mutation")
@@ -291,7 +292,7 @@ class _Session:
         arg = x.copy()
         self.forward_calls += 1
         try:
-            raw = self.forward_fn(arg)
+            raw = numeric_output(self.forward_fn(arg), "forward")
             # Copy at once: an output that is a view of `arg` must not change later.
             out = np.array(raw, dtype=np.float64)
         except Exception as error:
@@ -318,7 +319,7 @@ class _Session:
         g_arg, x_arg = g.copy(), x.copy()
         self.backward_calls += 1
         try:
-            grad = np.array(self.backward_fn(g_arg, x_arg), dtype=np.float64)
+            grad = np.array(numeric_output(self.backward_fn(g_arg, x_arg), "backward"), dtype=np.float64)
         except Exception as error:
             if strict:
                 raise
@@ -326,7 +327,8 @@ class _Session:
         self._record("backward", "x", x, x_arg)
         self._record("backward", "grad_output", g, g_arg)
         if grad.shape != x.shape:
-            raise ValueError(f"backward must return an array of x's shape {x.shape}; got {grad.shape}")
+            raise ValueError(f"backward must return an array of x's shape {x.shape}; it returned an array of "
+                             f"shape {grad.shape}")
         return grad
 
 
@@ -1064,7 +1066,7 @@ def _validated(forward, backward, x, grad_output, rtol, atol, eps, divide_by, se
     for name, fn in (("forward", forward), ("backward", backward)):
         if not callable(fn):
             raise TypeError(f"{name} must be callable; got {type(fn).__name__} {fn!r}")
-    x = _checks.float_array(x, "x")
+    x = require_finite(_checks.float_array(x, "x"))
     if x.size == 0:
         raise ValueError("x must have at least one element")
     rtol = _checks.non_negative(rtol, "rtol")

@@ -125,6 +125,7 @@ from lib.gradcheck import (
     tolerance_for,
     tolerance_line,
 )
+from lib.gradcheck.differences import check_returned, numeric_output, require_finite
 
 #: Probability that a backward which passes the dense rule everywhere fails the fast check.
 FALSE_ALARM = 1e-6
@@ -430,7 +431,7 @@ class _Prober:
 
     def _call(self, arr: np.ndarray) -> tuple[np.ndarray, float]:
         """(forward(arr) as an array, the machine epsilon of its dtype, at least x's)."""
-        raw = np.asarray(self.forward(arr))
+        raw = numeric_output(self.forward(arr), "forward")
         self.calls += 1
         if self.out_shape is None:
             # The first call tells the output's shape, which grad_output must have.
@@ -922,7 +923,7 @@ def check_gradient_fast(forward, backward, x, grad_output, *, probes=DEFAULT_PRO
     if eps is not None:
         _checks.positive_step(eps)
     rng = _checks.seed_or_rng(seed, None)
-    x = _checks.float_array(x, "x")
+    x = require_finite(_checks.float_array(x, "x"))
     grad = _validated_grad_output(grad_output)
     plus, minus, width = _points(x, eps)
     prober = _Prober(forward, x, grad)
@@ -938,9 +939,7 @@ def check_gradient_fast(forward, backward, x, grad_output, *, probes=DEFAULT_PRO
         sides, forward_wrote = [], False
     # backward gets a private copy of x, never x itself.
     work = x.copy()
-    analytical = np.asarray(backward(np.asarray(grad_output).copy(), work))
-    if analytical.shape != x.shape:
-        raise ValueError(f"backward must return an array of x's shape {x.shape}; got {analytical.shape}")
+    analytical = check_returned(backward(np.asarray(grad_output).copy(), work), x.shape, "backward", "x")
     a64 = np.asarray(analytical, dtype=np.float64)
     a_flat = a64.reshape(-1)
     backward_wrote = not _same_bits(work, x)

@@ -818,3 +818,20 @@ def test_probes_are_seeded_and_repeatable():
             for s in (5, 5, 6)]
     assert np.array_equal(runs[0].probe_results[2].analytical, runs[1].probe_results[2].analytical)
     assert not np.array_equal(runs[0].probe_results[0].analytical, runs[2].probe_results[0].analytical)
+
+
+@pytest.mark.parametrize("mode", ["fast", "diagnose"])
+@pytest.mark.parametrize(("forward", "backward", "x", "error", "message"), [
+    (np.tanh, lambda g, v: g, np.array([1.0, np.nan]), ValueError, "x must be finite: x.flat[1] = nan"),
+    (lambda v: v.astype(complex), lambda g, v: g, np.ones(2), TypeError, "forward must return a real numeric"),
+    (lambda v: None, lambda g, v: g, np.ones(2), TypeError, "forward must return a real numeric array; it returned"),
+    (np.tanh, lambda g, v: g.astype(complex), np.ones(2), TypeError, "backward must return a real numeric array"),
+    (np.tanh, lambda g, v: None, np.ones(2), TypeError, "backward must return a real numeric array"),
+])
+def test_fast_mode_and_diagnose_refuse_the_same_bad_values(mode, forward, backward, x, error, message):
+    from lib.diagnose import diagnose
+    from lib.fastcheck import check_gradient_fast
+
+    run = check_gradient_fast if mode == "fast" else diagnose
+    with pytest.raises(error, match=re.escape(message)):
+        run(forward, backward, x, np.ones(2))

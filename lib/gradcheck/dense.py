@@ -26,7 +26,7 @@ def _first_change(before: np.ndarray, after: np.ndarray) -> str:
     changed = np.flatnonzero(~((before == after) | (np.isnan(before) & np.isnan(after))).reshape(-1))
     i = int(changed[0])
     return (f"{changed.size} element(s), first at flat index {i} "
-            f"({before.reshape(-1)[i]!r} became {after.reshape(-1)[i]!r})")
+            f"({float(before.reshape(-1)[i])!r} became {float(after.reshape(-1)[i])!r})")
 
 
 class _Guard:

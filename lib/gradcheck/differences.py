@@ -50,14 +50,19 @@ def _call_forward(forward, x: np.ndarray, expected_shape=None):
     return out, array.dtype
 
 
+def require_finite(x: np.ndarray) -> np.ndarray:
+    """x itself, or ValueError naming its first non-finite element."""
+    if not np.all(np.isfinite(x)):
+        bad = int(np.flatnonzero(~np.isfinite(x.reshape(-1)))[0])
+        raise ValueError(f"x must be finite: x.flat[{bad}] = {float(x.reshape(-1)[bad])!r}; a gradient check "
+                         "needs a point where the function is defined")
+    return x
+
+
 def _validated_inputs(forward, x, grad_output):
     """Check the arguments at the boundary; returns (x, work copy, output shape, grad64, output dtype)."""
     _checks.callable_arg(forward, "forward")
-    x = _checks.float_array(x, "x")
-    if not np.all(np.isfinite(x)):
-        bad = int(np.flatnonzero(~np.isfinite(x.reshape(-1)))[0])
-        raise ValueError(f"x must be finite: x.flat[{bad}] = {x.reshape(-1)[bad]!r}; a gradient check "
-                         "needs a point where the function is defined")
+    x = require_finite(_checks.float_array(x, "x"))
     # C order, so that work.reshape(-1) is a view and a perturbation reaches forward.
     work = np.array(x, copy=True, order="C")
     out, out_dtype = _call_forward(forward, work)
