@@ -291,3 +291,54 @@ def cases(dtypes=("float32", "float64"), seeds=range(10), *, ones=(True, False))
                 for seed in seeds:
                     for one in ones:
                         yield build(layer, dtype, seed, bug, ones=one)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """How one checker did on one layer in one dtype.
+
+    Attributes:
+        layer, dtype: what was checked.
+        correct, false_alarms: correct runs, and how many of them failed.
+        broken, detected: runs with a bug, and how many of them failed.
+    """
+
+    layer: str
+    dtype: str
+    correct: int
+    false_alarms: int
+    broken: int
+    detected: int
+
+
+def tally(check: Callable[[Case], bool], dtypes=("float32", "float64"), seeds=range(10)) -> list[Tally]:
+    """Run `check(case) -> passed` on every case; one Tally per layer and dtype."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for case in cases(dtypes, seeds):
+        row = counts.setdefault((case.layer, str(case.x.dtype)), [0, 0, 0, 0])
+        passed = check(case)
+        if case.correct:
+            row[0] += 1
+            row[1] += not passed
+        else:
+            row[2] += 1
+            row[3] += not passed
+    return [Tally(layer, dtype, *row) for (layer, dtype), row in counts.items()]
+
+
+def format_tallies(columns: dict[str, list[Tally]]) -> str:
+    """One aligned table: per layer and dtype, false alarms and detections of each named checker."""
+    names = list(columns)
+    first = columns[names[0]]
+    header = (f"{'layer':<22} {'dtype':<8} {'correct':>7} " + " ".join(f"{'alarms ' + n:>16}" for n in names)
+              + f" {'broken':>7} " + " ".join(f"{'found ' + n:>16}" for n in names))
+    lines = [header]
+    for k, row in enumerate(first):
+        lines.append(f"{row.layer:<22} {row.dtype:<8} {row.correct:>7} "
+                     + " ".join(f"{columns[n][k].false_alarms:>16}" for n in names)
+                     + f" {row.broken:>7} " + " ".join(f"{columns[n][k].detected:>16}" for n in names))
+    totals = {n: (sum(t.false_alarms for t in columns[n]), sum(t.detected for t in columns[n])) for n in names}
+    lines.append(f"{'all':<22} {'':<8} {sum(t.correct for t in first):>7} "
+                 + " ".join(f"{totals[n][0]:>16}" for n in names)
+                 + f" {sum(t.broken for t in first):>7} " + " ".join(f"{totals[n][1]:>16}" for n in names))
+    return "\n".join(lines)
