@@ -88,6 +88,21 @@ the dense mode sees every error above its own tolerance t_j. The result
 reports the largest threshold over the elements (max_detection_threshold) in
 its summary, pass or fail.
 
+The screen
+----------
+T guarantees no false alarm, but it is wide: its errors part adds up what
+the dense rule accepts at every element. A residual can stand far out of its
+rounding part, lam * rounding + accumulation (the floor a correct, linear
+forward cannot leave), while staying within T. Such a probe does not fail; it
+starts the search below, and the check then fails only if the search isolates
+an element that fails the dense rule (measured by lib.gradcheck.dense's
+confirm_elements, the dense mode's own rule with its rounding allowance). So
+the verdict on a named element is always the dense verdict, and a single
+wrong element is found far below the guaranteed threshold whenever the other
+elements' errors are small. A search started by the screen alone stops at the
+first element it isolates, so a correct non-linear layer costs at most one
+search when truncation lifts the residual over the floor.
+
 Localisation
 ------------
 The probes share one random sign vector; probe q > 0 flips it on its own random
@@ -102,9 +117,9 @@ searched, largest ratio first; if neither half does, the larger ratio is
 followed, because the parent's failure must come from one of them. A single
 wrong element among N is found in at most 2 * (ceil(log2 N) - 1) <= 2 log2 N
 forward calls (2 * ceil(log2 N) with a single probe, which has no partner),
-plus 2 to measure it if it was reached by inference. Each
-element reached is measured by perturbing it alone, which is exactly the dense
-mode's central difference, and judged by the dense pass rule.
+plus 2 to measure the element alone (the dense mode's central difference and
+pass rule, rounding allowance included) and 2 more in float64 when it fails,
+as the dense mode re-measures a failing element.
 """
 
 from __future__ import annotations
@@ -122,9 +137,9 @@ from lib.gradcheck import (
     _realised_points,
     default_step,
     format_element_table,
-    tolerance_for,
     tolerance_line,
 )
+from lib.gradcheck.dense import confirm_elements, probe_gradients
 from lib.gradcheck.differences import check_returned, numeric_output, require_finite
 
 #: Probability that a backward which passes the dense rule everywhere fails the fast check.
@@ -135,6 +150,11 @@ DEFAULT_PROBES = 2
 
 #: The probes are drawn from a Generator seeded with this unless told otherwise.
 DEFAULT_SEED = 0
+
+#: Probe pairs whose forward outputs are reused with a random upstream gradient each
+#: (one backward call each, no forward call), so that a backward that ignores or
+#: squares grad_output fails even when grad_output is all ones.
+RANDOM_UPSTREAM = 2
 
 #: How many failing elements a failed fast check tracks down by default.
 DEFAULT_LOCALISE = 3
@@ -395,6 +415,10 @@ class _Group:
     def tolerance(self, lam: float) -> float:
         return lam * (self.hoeffding + self.rounding) + self.accumulation
 
+    def screen_ratio(self, lam: float) -> float:
+        """Residual over the rounding floor alone: above 1, something besides rounding moved it."""
+        return _ratio(self.residual, lam * self.rounding + self.accumulation)
+
     def ratio(self, lam: float) -> float:
         return _ratio(self.residual, self.tolerance(lam))
 
@@ -422,6 +446,8 @@ class _Prober:
         self.diff, self.scratch, self.g_block = np.empty(block), np.empty(block), np.empty(block)
         self.x_eps = float(np.finfo(x.dtype).eps)
         self.calls = 0
+        self.record = False
+        self.recorded: list[tuple[np.ndarray, np.ndarray, float]] = []
 
     @property
     def work(self) -> np.ndarray:
@@ -456,6 +482,9 @@ class _Prober:
         if before_minus is not None:
             before_minus()
         f_minus, eps_minus = self._call(x_minus)
+        if self.record:  # kept for the random upstream gradient, which reuses these two calls
+            self.recorded.append((self.f_plus.copy(), np.array(f_minus).reshape(-1), max(eps_plus, eps_minus)))
+            self.record = False
         # Used right away, before anything else runs: no copy needed.
         return self._difference(f_minus.reshape(-1), max(eps_plus, eps_minus), few_change=few_change)
 
@@ -636,8 +665,9 @@ class _Search:
     """
 
     def __init__(self, prober: _Prober, lam: float, order: np.ndarray, positive: np.ndarray,
-                 plus, minus, width, a64, *, rtol: float, atol: float):
+                 plus, minus, width, a64, *, rtol: float, atol: float, confirm=None):
         self.prober, self.lam, self.order = prober, lam, order
+        self.confirm = confirm
         self.rtol, self.atol = rtol, atol
         self.positive = positive[order]
         self.w = width[order]
@@ -675,13 +705,13 @@ class _Search:
         """The realised step d_j of the element order[lo] under the probe's signs."""
         return float(self.w[lo] if self.positive[lo] else -self.w[lo])
 
-    def run(self, start: list[_Group], *, rtol: float, atol: float, localise: int):
+    def run(self, start: list[_Group], *, rtol: float, atol: float, localise: int, screen_only: bool = False):
         """Search the failing groups in `start` for elements that fail the dense rule.
 
         Returns:
             (leaves, stopped): leaves lists (flat index, numerical gradient,
-            its measured _Group) for every element measured alone; stopped is
-            True when the forward-call budget ran out first.
+            its _Group, its dense tolerance) for every element measured alone;
+            stopped is True when the forward-call budget ran out first.
         """
         n = self.order.size
         call_cap = 2 * localise * (max(math.ceil(math.log2(n)), 0) + 1)
@@ -691,17 +721,17 @@ class _Search:
         while stack and found < localise:
             group = stack.pop()
             if group.size == 1:
-                if group.numerical is None:
-                    group = self.measure(group.lo, group.hi)
-                    self.detail_calls += 2
-                # Only this element moved: this is the dense mode's central
-                # difference, divided by its realised width.
-                numerical = group.numerical / self.leaf_step(group.lo)
-                leaves.append((int(self.order[group.lo]), numerical, group))
-                a_j = self.a[group.lo]
+                # The element alone, measured and judged exactly as the dense mode does.
+                j = int(self.order[group.lo])
+                numerical, tolerance, calls = self.confirm(j)
+                self.detail_calls += calls
+                leaves.append((j, numerical, group, tolerance))
                 with np.errstate(invalid="ignore"):
-                    if not abs(a_j - numerical) <= tolerance_for(a_j, numerical, rtol, atol):
-                        found += 1
+                    passes = abs(self.a[group.lo] - numerical) <= tolerance
+                found += not passes
+                if screen_only and passes:
+                    # only the rounding floor was crossed, and the likeliest element is fine
+                    return leaves, False
                 continue
             if self.search_calls + 2 > call_cap:
                 return leaves, True
@@ -758,7 +788,7 @@ def _points(x: np.ndarray, eps):
         np.subtract(xb, hb, out=sb)
         minus[lo:hi] = sb
         np.subtract(plus[lo:hi], minus[lo:hi], out=width[lo:hi], dtype=np.float64)
-    if not np.all(width):
+    if not np.all(width) or not np.all(np.isfinite(width)):
         step = default_step(x) if eps is None else np.full(x.shape, float(eps))
         _realised_points(x, step)  # raises the dense mode's message for the first such element
     return plus, minus, width
@@ -786,6 +816,7 @@ def _numerical_sides(prober: _Prober, signs, plus: np.ndarray, minus: np.ndarray
     buffer = np.empty(prober.shape, dtype=plus.dtype)
     sides, intact = [], True
     for k, positive in enumerate(signs):
+        prober.record = k < RANDOM_UPSTREAM
         side, ok = prober.full(buffer, positive, plus, minus, check_input=k == 0)
         sides.append(side)
         intact = intact and ok
@@ -832,19 +863,45 @@ def _probe_groups(sides, signs, width: np.ndarray, a_flat: np.ndarray, *, rtol: 
     return groups, math.sqrt(w_sq)
 
 
-def _start_search(prober, lam, groups, signs, flips, chosen, plus, minus, width, a_flat, *, rtol, atol):
+def _random_upstream_group(recorded, v: np.ndarray, a_v: np.ndarray, positive: np.ndarray,
+                           width: np.ndarray, *, rtol: float, atol: float) -> _Group:
+    """One probe's pair of forward calls (`recorded`) contracted with a random upstream gradient v.
+
+    Its analytical side is backward(v, x) . d: one backward call, no forward call.
+    Tolerance as for the probes, with v and backward(v) in place of g and a.
+    """
+    f_plus, f_minus, eps = recorded
+    v64 = v.reshape(-1).astype(np.float64)
+    diff = np.subtract(f_plus, f_minus, dtype=np.float64)
+    numerical = float(np.dot(diff, v64))
+    moved = diff != 0.0
+    rounding = eps * (float(np.linalg.norm(v64[moved] * f_plus[moved])) +
+                      float(np.linalg.norm(v64[moved] * f_minus[moved])))
+    d = np.where(positive, width, -width)
+    analytical = float(np.dot(a_v, d))
+    with np.errstate(over="ignore", invalid="ignore"):
+        tw = (atol * width + rtol * np.abs(a_v) * width) / (1.0 - rtol)
+    accumulation = 4 * (a_v.size + v64.size) * _U64 * (float(np.sum(np.abs(a_v * d))) +
+                                                         float(np.sum(np.abs(diff * v64))))
+    return _Group(0, a_v.size, analytical - numerical, numerical, float(np.linalg.norm(tw)), rounding,
+                  accumulation, analytical)
+
+
+def _start_search(prober, lam, groups, signs, flips, chosen, plus, minus, width, a_flat, *, rtol, atol,
+                  confirm):
     """The search over probe `chosen`, and the groups it starts from."""
     n = a_flat.size
     root = groups[chosen]
     if len(groups) == 1 or n == 1:
         search = _Search(prober, lam, np.arange(n), signs[chosen], plus, minus, width, a_flat,
-                         rtol=rtol, atol=atol)
+                         rtol=rtol, atol=atol, confirm=confirm)
         return search, [root]
     partner = 1 if chosen == 0 else 0
     flip = flips[max(chosen, partner)]
     other = groups[partner]
     order = np.concatenate([np.flatnonzero(~flip), np.flatnonzero(flip)])
-    search = _Search(prober, lam, order, signs[chosen], plus, minus, width, a_flat, rtol=rtol, atol=atol)
+    search = _Search(prober, lam, order, signs[chosen], plus, minus, width, a_flat, rtol=rtol, atol=atol,
+                     confirm=confirm)
     # On the unflipped half the two probes agree, on the flipped half they
     # disagree: half the sum and half the difference of their residuals are
     # the two halves' residuals under the chosen probe's signs. Free.
@@ -939,10 +996,21 @@ def check_gradient_fast(forward, backward, x, grad_output, *, probes=DEFAULT_PRO
         sides, forward_wrote = [], False
     # backward gets a private copy of x, never x itself.
     work = x.copy()
-    analytical = check_returned(backward(np.asarray(grad_output).copy(), work), x.shape, "backward", "x")
+    given = np.array(grad_output, copy=True)
+    analytical = check_returned(backward(given, work), x.shape, "backward", "x")
+    grad_wrote = not _same_bits(given, np.asarray(grad_output))
     a64 = np.asarray(analytical, dtype=np.float64)
+    random_groups = []
+    if x.size:
+        upstream = probe_gradients(np.asarray(grad_output).shape, np.asarray(grad_output).dtype,
+                                   len(prober.recorded), int(rng.integers(2**63)))
+        for recorded, v, positive in zip(prober.recorded, upstream, signs, strict=False):
+            a_v = check_returned(backward(v.copy(), work), x.shape, "backward", "x")
+            random_groups.append(_random_upstream_group(recorded, v, np.asarray(a_v, dtype=np.float64).reshape(-1),
+                                                        positive, width, rtol=rtol, atol=atol))
+        prober.recorded.clear()
     a_flat = a64.reshape(-1)
-    backward_wrote = not _same_bits(work, x)
+    backward_wrote = not _same_bits(work, x) or grad_wrote
     mutated_early = forward_wrote or backward_wrote
     if x.size == 0:
         return FastCheckResult(passed=not mutated_early, dtype=str(x.dtype), analytical=a64,
@@ -961,35 +1029,57 @@ def check_gradient_fast(forward, backward, x, grad_output, *, probes=DEFAULT_PRO
     search = chosen = None
     leaves: list = []
     notes: list[str] = []
-    if localise > 0 and np.any(ratios > 1.0):
+    screens = np.array([g.screen_ratio(lam) for g in groups])
+    dense_calls = [0]
+
+    def confirm(j):
+        numerical, tolerance, _, calls = confirm_elements(forward, x, grad_output, a64, [j], rtol=rtol, atol=atol,
+                                                          eps=eps)
+        dense_calls[0] += calls
+        return float(numerical[0]), float(tolerance[0]), calls
+
+    if localise > 0 and np.any(screens > 1.0):
         if mutated_early:
             notes.append("Localisation skipped: forward or backward modified its input, so measurements "
                          "made by perturbing a private copy of x cannot be trusted.")
         else:
-            chosen = int(np.argmax(ratios))
+            chosen = int(np.argmax(screens))
             search, start = _start_search(prober, lam, groups, signs, flips, chosen, plus, minus, width,
-                                          a_flat, rtol=rtol, atol=atol)
-            leaves, stopped = search.run(start, rtol=rtol, atol=atol, localise=localise)
+                                          a_flat, rtol=rtol, atol=atol, confirm=confirm)
+            leaves, stopped = search.run(start, rtol=rtol, atol=atol, localise=localise,
+                                         screen_only=bool(np.all(ratios <= 1.0)))
             notes.extend(_localisation_notes(lam, groups[chosen], leaves, a_flat, localise, stopped,
                                              rtol=rtol, atol=atol))
 
+    random_ratio = max((group.ratio(lam) for group in random_groups), default=0.0)
+    if random_ratio > 1.0:
+        notes.append(f"With a random grad_output the probe misses its tolerance by {random_ratio:.3g}x while "
+                     "grad_output itself may pass: the backward does not compute grad_output^T J (does it "
+                     "ignore, square or misread grad_output?). check_gradient names the elements.")
+    if grad_wrote:
+        notes.append("Input mutation: backward wrote into grad_output.")
     forward_wrote = forward_wrote or not prober.still_intact()
     backward_wrote = backward_wrote or not _same_bits(work, x)
     mutated = forward_wrote or backward_wrote
+    leaf_failed = False
     if leaves:
         numerical = np.full(x.shape, np.nan)
         measured = np.zeros(x.shape, dtype=bool)
-        for j, value, _ in leaves:
+        tolerance = np.full(x.shape, np.nan)
+        for j, value, _, band in leaves:
             numerical.reshape(-1)[j] = value
             measured.reshape(-1)[j] = True
-        tolerance = np.full(x.shape, np.nan)
-        tolerance[measured] = tolerance_for(a64[measured], numerical[measured], rtol, atol)
+            tolerance.reshape(-1)[j] = band
+            with np.errstate(invalid="ignore"):
+                leaf_failed |= not abs(a_flat[j] - value) <= band
     else:
         # Nothing measured element by element: read-only views that take no memory.
         numerical = tolerance = np.broadcast_to(np.float64(np.nan), x.shape)
         measured = np.broadcast_to(np.False_, x.shape)
     result = FastCheckResult(
-        passed=bool(np.all(ratios <= 1.0)) and not mutated,
+        # A probe over its full tolerance is a dense failure somewhere (up to FALSE_ALARM);
+        # an element the search isolated fails by the dense rule itself.
+        passed=bool(np.all(ratios <= 1.0)) and not leaf_failed and not mutated and random_ratio <= 1.0,
         dtype=str(x.dtype),
         analytical=a64,
         numerical=numerical,
@@ -998,7 +1088,7 @@ def check_gradient_fast(forward, backward, x, grad_output, *, probes=DEFAULT_PRO
         rtol=rtol,
         atol=atol,
         divide_by="realised",
-        forward_calls=prober.calls,
+        forward_calls=prober.calls + dense_calls[0],
         input_mutated=mutated,
         notes=tuple(notes),
         seed=seed,
@@ -1055,11 +1145,11 @@ def _localisation_notes(lam, root, leaves, a_flat, localise, stopped, *, rtol, a
     # its rounding to the budget.
     remaining = root.residual
     budget = root.tolerance(lam)
-    for j, value, group in leaves:
+    for j, value, group, band in leaves:
         remaining -= group.residual
         budget += lam * group.rounding + group.accumulation
         with np.errstate(invalid="ignore"):
-            if not abs(a_flat[j] - value) <= tolerance_for(a_flat[j], value, rtol, atol):
+            if not abs(a_flat[j] - value) <= band:
                 failing += 1
     if stopped:
         notes.append("Localisation stopped at its forward-call budget; check_gradient lists every element.")

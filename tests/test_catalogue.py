@@ -11,26 +11,29 @@ from lib.gradcheck import GradientCheckError, check_gradient
 DTYPES = ("float32", "float64")
 
 
-def _verdicts(dtype, correct: bool, **settings):
-    """{(layer, bug, seed, ones): passed} over 10 seeds and both grad_output kinds."""
+def _verdicts(dtype, correct: bool, mode="dense", **settings):
+    """{(layer, bug, ones): passed} over 10 seeds and both grad_output kinds (False if any seed fails)."""
     out = {}
     for case in catalogue.cases(dtypes=(dtype,)):
         if case.correct == correct:
-            result = check_gradient(case.forward, case.backward, case.x, case.grad_output,
+            result = check_gradient(case.forward, case.backward, case.x, case.grad_output, mode=mode,
                                     raise_on_failure=False, **settings)
-            out[case.layer, case.bug, bool(np.all(case.grad_output == 1))] = result.passed
+            key = (case.layer, case.bug, bool(np.all(case.grad_output == 1)))
+            out[key] = out.get(key, True) and result.passed if correct else out.get(key, False) or result.passed
     return out
 
 
+@pytest.mark.parametrize("mode", ["dense", "fast"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_no_correct_layer_fails(dtype):
-    alarms = [key for key, passed in _verdicts(dtype, correct=True).items() if not passed]
+def test_no_correct_layer_fails(dtype, mode):
+    alarms = [key for key, passed in _verdicts(dtype, correct=True, mode=mode).items() if not passed]
     assert alarms == []
 
 
+@pytest.mark.parametrize("mode", ["dense", "fast"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_every_broken_layer_fails(dtype):
-    misses = [key for key, passed in _verdicts(dtype, correct=False).items() if passed]
+def test_every_broken_layer_fails(dtype, mode):
+    misses = [key for key, passed in _verdicts(dtype, correct=False, mode=mode).items() if passed]
     assert misses == []
 
 
@@ -69,3 +72,21 @@ def test_unknown_layer_or_bug_is_refused_with_the_choices():
         catalogue.build("rnn", "float32", 0)
     with pytest.raises(ValueError, match="bug must be one of ''"):
         catalogue.build("tanh", "float32", 0, "typo")
+
+
+def test_fast_mode_finds_one_element_off_by_one_among_a_million():
+    rng = np.random.default_rng(2024)
+    x = rng.standard_normal(1_000_000).astype(np.float32)
+    mask = (rng.random(x.shape) > 0.3).astype(np.float32)
+    scale = np.float32(1 / 0.7)
+    j = int(np.flatnonzero(mask)[333_333])
+
+    def wrong(g, z):
+        out = (g * mask * scale).astype(np.float64)
+        out[j] += 1.0  # 700 times the element's dense tolerance
+        return out
+
+    result = check_gradient(lambda z: z * mask * scale, wrong, x, np.ones_like(x), mode="fast",
+                            raise_on_failure=False)
+    assert result.failing_indices.tolist() == [j]
+    assert result.forward_calls <= 2 * np.log2(x.size) + 8

@@ -38,19 +38,21 @@ def _failing(analytical: np.ndarray, numerical: np.ndarray, slack: np.ndarray, r
         return ~(np.abs(analytical - numerical) <= tolerance_for(analytical, numerical, rtol, atol) + slack)
 
 
-def remeasure_in_float64(forward, x, found: Differences, grads, analytical, slack, *, rtol, atol):
+def remeasure_in_float64(forward, x, found: Differences, grads, analytical, slack, *, rtol, atol, columns=None):
     """Re-measure the elements that fail in float64 at the same points; widen where the arithmetic explains.
 
     Args:
         x: the caller's x (not float64); found: its Differences; grads: (k, M) float64.
         analytical: (k, N) float64 backward results; slack: (k, N) from `rounding_slack`.
+        columns: the flat index in x of each of found's N columns (default: all of x, in order).
     Returns:
         (slack, calls, remeasured): the new (k, N) slack, the extra forward calls,
-        and the flat indices re-measured.
+        and the columns re-measured.
     """
     suspects = np.flatnonzero(np.any(_failing(analytical, found.numerical, slack, rtol, atol), axis=0))
     if x.dtype == np.float64 or suspects.size == 0:
         return slack, 0, suspects[:0]
+    columns = np.arange(x.size) if columns is None else np.asarray(columns)
     slack = slack.copy()
     work = x.astype(np.float64).reshape(-1)
     magnitudes = np.abs(grads)
@@ -59,7 +61,7 @@ def remeasure_in_float64(forward, x, found: Differences, grads, analytical, slac
         outputs = []
         for point in (found.plus[i], found.minus[i]):
             trial = work.copy()
-            trial[i] = float(point)
+            trial[columns[i]] = float(point)
             returned = np.asarray(forward(trial.reshape(x.shape)))
             calls += 1
             if returned.dtype != np.float64 or returned.size != grads.shape[1]:
