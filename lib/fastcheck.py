@@ -1034,7 +1034,7 @@ def check_gradient_fast(forward, backward, x, grad_output, *, probes=DEFAULT_PRO
 
     def confirm(j):
         numerical, tolerance, _, calls = confirm_elements(forward, x, grad_output, a64, [j], rtol=rtol, atol=atol,
-                                                          eps=eps)
+                                                          eps=eps, out_dtype=prober.f_plus.dtype)
         dense_calls[0] += calls
         return float(numerical[0]), float(tolerance[0]), calls
 

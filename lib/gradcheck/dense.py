@@ -7,16 +7,11 @@ import numpy as np
 from lib import _checks
 from lib.gradcheck.arithmetic import remeasure_in_float64, rounding_slack
 from lib.gradcheck.differences import (
-    Differences,
-    _call_forward,
     _central_differences,
     _validated_inputs,
     check_returned,
-    contract,
-    unit_roundoff,
 )
 from lib.gradcheck.result import GradCheckResult, GradientCheckError, build_result, tolerance_for
-from lib.gradcheck.steps import _realised_points, default_step
 
 
 def probe_gradients(shape, dtype, count: int, seed: int) -> np.ndarray:
@@ -156,7 +151,8 @@ def _explanation(forward, backward, x, grad_output, **settings) -> list[str]:
         return [f"Diagnosis unavailable ({type(error).__name__}: {error})"]
 
 
-def confirm_elements(forward, x, grad_output, analytical, indices, *, rtol, atol, eps=None, strict=False):
+def confirm_elements(forward, x, grad_output, analytical, indices, *, rtol, atol, eps=None, strict=False,
+                     out_dtype=np.float64):
     """The dense verdict on a few elements: each perturbed alone, judged by check_gradient's rule.
 
     Fast mode calls this for the elements its search isolates, so that what it
@@ -166,6 +162,7 @@ def confirm_elements(forward, x, grad_output, analytical, indices, *, rtol, atol
         forward: the checked function; x: its (finite, floating) input, never modified.
         grad_output: array of forward(x)'s shape; analytical: backward(grad_output, x), x's shape.
         indices: flat indices of the elements to measure.
+        out_dtype: the dtype forward returns (for the rounding allowance).
     Returns:
         (numerical, tolerance, step, forward_calls): (m,) float64 arrays for the m
         indices and the number of forward calls made (2 per element, 2 more for
@@ -173,29 +170,11 @@ def confirm_elements(forward, x, grad_output, analytical, indices, *, rtol, atol
     """
     indices = np.asarray(indices, dtype=np.int64)
     grads = np.asarray(grad_output, dtype=np.float64).reshape(1, -1)
-    half = (default_step(x) if eps is None else np.full(x.shape, float(eps))).reshape(-1)[indices]
-    x_flat = x.reshape(-1)
-    plus, minus, width = _realised_points(x_flat[indices], half)
     work = np.array(x, copy=True, order="C")
-    flat_work = work.reshape(-1)
-    numerical, noise = np.empty((1, indices.size)), np.empty((1, indices.size))
-    out_dtype = None
-    for k, j in enumerate(indices):
-        outputs = []
-        for point in (plus[k], minus[k]):
-            flat_work[j] = point
-            out, out_dtype = _call_forward(forward, work)
-            if out.size != grads.shape[1]:
-                raise ValueError(f"forward returned {out.size} outputs on a perturbed input; grad_output has "
-                                 f"{grads.shape[1]}")
-            outputs.append(out)
-        flat_work[j] = x_flat[j]
-        numerical[:, k], noise[:, k] = contract(outputs[0], outputs[1], grads, np.abs(grads))
-    numerical /= width
-    noise *= unit_roundoff(out_dtype) / np.abs(width)
-    found = Differences(numerical, noise, width, 2 * indices.size, plus, minus)
+    found = _central_differences(forward, x, work, np.asarray(grad_output).shape, grads, eps, out_dtype, indices)
+    numerical, width = found.numerical, found.width
     a = np.asarray(analytical, dtype=np.float64).reshape(1, -1)[:, indices]
-    slack, extra = np.zeros_like(noise), 0
+    slack, extra = np.zeros_like(numerical), 0
     if not strict:
         slack, extra, _ = remeasure_in_float64(forward, x, found, grads, a, rounding_slack(found), rtol=rtol,
                                                atol=atol, columns=indices)

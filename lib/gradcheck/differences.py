@@ -135,13 +135,16 @@ def contract(out_plus: np.ndarray, out_minus: np.ndarray, grads: np.ndarray, mag
     return values, magnitudes @ np.where(moved != 0.0, size, 0.0)
 
 
-def _central_differences(forward, x, work, out_shape, grads, eps, out_dtype=np.float64) -> Differences:
+def _central_differences(forward, x, work, out_shape, grads, eps, out_dtype=np.float64,
+                         indices=None) -> Differences:
     """Core loop over the elements; never changes x.
 
     Args:
         grads: (k, M) float64, the upstream gradients to contract each output
             difference with (M = outputs): the caller's first, then probes.
         out_dtype: dtype of the forward's output, whose rounding the noise bound uses.
+        indices: flat indices of the elements to difference (default all); the
+            result's columns follow them (width then flat, not x's shape).
 
     The loop body does only what each element needs (two forward calls, two
     float64 copies, one subtraction, a small matrix-vector product for the
@@ -151,12 +154,13 @@ def _central_differences(forward, x, work, out_shape, grads, eps, out_dtype=np.f
     """
     half = default_step(x) if eps is None else np.full(x.shape, _checks.positive_step(eps))
     plus, minus, width = _realised_points(x, half)
+    columns = np.arange(x.size) if indices is None else np.asarray(indices, dtype=np.int64)
     flat_work = work.reshape(-1)
     grads = np.atleast_2d(grads)
     magnitudes = np.abs(grads)
-    numerical = np.empty((grads.shape[0], x.size), dtype=np.float64)
+    numerical = np.empty((grads.shape[0], columns.size), dtype=np.float64)
     noise = np.empty_like(numerical)
-    for i in range(x.size):
+    for k, i in enumerate(columns):
         original = flat_work[i]
         try:
             flat_work[i] = plus[i]
@@ -170,11 +174,12 @@ def _central_differences(forward, x, work, out_shape, grads, eps, out_dtype=np.f
         if out_plus.shape != out_shape or out_minus.shape != out_shape:
             bad = out_plus.shape if out_plus.shape != out_shape else out_minus.shape
             raise ValueError(f"forward returned shape {bad} on a perturbed input but {out_shape} on x")
-        numerical[:, i], noise[:, i] = contract(out_plus, out_minus, grads, magnitudes)
+        numerical[:, k], noise[:, k] = contract(out_plus, out_minus, grads, magnitudes)
     # Divide by the realised width, x_i+ - x_i- as stored, not the nominal 2*eps.
+    width = width.reshape(-1)[columns] if indices is not None else width.reshape(x.shape)
     numerical /= width.reshape(-1)
     noise *= unit_roundoff(out_dtype) / np.abs(width.reshape(-1))
-    return Differences(numerical, noise, width.reshape(x.shape), 2 * x.size, plus, minus)
+    return Differences(numerical, noise, width, 2 * columns.size, plus[columns], minus[columns])
 
 
 def numerical_gradient(forward, x, grad_output, eps=None) -> np.ndarray:
