@@ -423,6 +423,47 @@ class _Group:
         return _ratio(self.residual, self.tolerance(lam))
 
 
+class _Norm:
+    """A Euclidean norm added up block by block without overflow.
+
+    Sums of squares are added as they are while they stay finite (the common
+    case, one dot product a block); once a square overflows, as it does for
+    values beyond about 1e154 in float64, the sum is kept as scale * sqrt(ssq)
+    with every block divided by the running scale first (LAPACK's nrm2 idea).
+    """
+
+    __slots__ = ("scale", "ssq")
+
+    def __init__(self) -> None:
+        self.scale, self.ssq = 0.0, 0.0  # scale 0: ssq is a plain sum of squares
+
+    def add(self, v: np.ndarray) -> None:
+        if self.scale == 0.0:
+            with np.errstate(over="ignore"):
+                total = self.ssq + float(np.dot(v, v))
+            if math.isfinite(total):
+                self.ssq = total
+                return
+            self.scale, self.ssq = math.sqrt(self.ssq) or 1.0, 1.0 if self.ssq else 0.0
+        largest = float(np.max(np.abs(v))) if v.size else 0.0
+        if largest > self.scale:
+            self.ssq *= (self.scale / largest) ** 2
+            self.scale = largest
+        if largest:
+            r = v / self.scale
+            self.ssq += float(np.dot(r, r))
+
+    @property
+    def value(self) -> float:
+        return math.sqrt(self.ssq) if self.scale == 0.0 else self.scale * math.sqrt(self.ssq)
+
+
+def _norm(v: np.ndarray) -> float:
+    norm = _Norm()
+    norm.add(np.asarray(v, dtype=np.float64).reshape(-1))
+    return norm.value
+
+
 class _Prober:
     """Evaluates g . (f(x+) - f(x-)) and its rounding budget for a perturbation.
 
@@ -528,7 +569,8 @@ class _Prober:
         few_change: only some elements moved, so look for outputs that did not.
         """
         f_plus, g = self.f_plus, self.g
-        numerical = plus_sq = minus_sq = diff_sq = g_sq = 0.0
+        numerical = 0.0
+        plus_norm, minus_norm, diff_norm, g_norm = _Norm(), _Norm(), _Norm(), _Norm()
         size = g.size
         for lo in range(0, size, _BLOCK):
             hi = lo + _BLOCK
@@ -558,16 +600,16 @@ class _Prober:
             # The Hoeffding scale ||g * (|f+| + |f-|)||_2, bounded above by
             # ||g * f+||_2 + ||g * f-||_2.
             np.multiply(p, gb, out=scratch)
-            plus_sq += float(np.dot(scratch, scratch))
+            plus_norm.add(scratch)
             np.multiply(m, gb, out=scratch)
-            minus_sq += float(np.dot(scratch, scratch))
-            diff_sq += float(np.dot(d, d))
-            g_sq += float(np.dot(gb, gb))
+            minus_norm.add(scratch)
+            diff_norm.add(d)
+            g_norm.add(gb)
         if not math.isfinite(numerical) and not (np.all(np.isfinite(f_plus)) and np.all(np.isfinite(f_minus))):
             raise ValueError("forward(x) returned non-finite values (inf or NaN); the check needs finite outputs")
-        rounding = eps * (math.sqrt(plus_sq) + math.sqrt(minus_sq))
+        rounding = eps * (plus_norm.value + minus_norm.value)
         # sum |diff_j g_j| <= ||diff||_2 ||g||_2 over the outputs kept (Cauchy-Schwarz).
-        accumulation = size * _U64 * math.sqrt(diff_sq * g_sq)
+        accumulation = size * _U64 * diff_norm.value * g_norm.value
         return numerical, rounding, accumulation
 
     def still_intact(self) -> bool:
@@ -694,12 +736,12 @@ class _Search:
         a, d, abs_aw, tw = self._slices(lo, hi)
         analytical = _dot(a, d)
         accumulation += (hi - lo) * _U64 * float(np.sum(abs_aw))
-        return _Group(lo, hi, analytical - numerical, numerical, math.sqrt(_dot(tw, tw)), rounding,
+        return _Group(lo, hi, analytical - numerical, numerical, _norm(tw), rounding,
                       accumulation, analytical)
 
     def inferred(self, lo: int, hi: int, residual: float, rounding: float, accumulation: float) -> _Group:
         tw = self._slices(lo, hi)[3]
-        return _Group(lo, hi, residual, None, math.sqrt(_dot(tw, tw)), rounding, accumulation)
+        return _Group(lo, hi, residual, None, _norm(tw), rounding, accumulation)
 
     def leaf_step(self, lo: int) -> float:
         """The realised step d_j of the element order[lo] under the probe's signs."""
@@ -782,12 +824,14 @@ def _points(x: np.ndarray, eps):
             np.multiply(hb, scale, out=hb)
         else:
             hb.fill(float(eps))
-        # Rounded to float64, then to x's dtype, as in the dense mode.
-        np.add(xb, hb, out=sb)
-        plus[lo:hi] = sb
-        np.subtract(xb, hb, out=sb)
-        minus[lo:hi] = sb
-        np.subtract(plus[lo:hi], minus[lo:hi], out=width[lo:hi], dtype=np.float64)
+        # Rounded to float64, then to x's dtype, as in the dense mode; an overflow
+        # to inf is reported below with the dense mode's message, naming x.
+        with np.errstate(over="ignore", invalid="ignore"):
+            np.add(xb, hb, out=sb)
+            plus[lo:hi] = sb
+            np.subtract(xb, hb, out=sb)
+            minus[lo:hi] = sb
+            np.subtract(plus[lo:hi], minus[lo:hi], out=width[lo:hi], dtype=np.float64)
     if not np.all(width) or not np.all(np.isfinite(width)):
         step = default_step(x) if eps is None else np.full(x.shape, float(eps))
         _realised_points(x, step)  # raises the dense mode's message for the first such element
@@ -833,7 +877,8 @@ def _probe_groups(sides, signs, width: np.ndarray, a_flat: np.ndarray, *, rtol: 
     """
     n = a_flat.size
     aw_block, sign_block = np.empty(min(n, _BLOCK)), np.empty(min(n, _BLOCK))
-    aw_total = abs_aw_total = aw_sq = aw_w = w_sq = 0.0
+    aw_total = abs_aw_total = 0.0
+    tw_norm, w_norm = _Norm(), _Norm()
     plus_sides = [0.0] * len(signs)
     with np.errstate(invalid="ignore", over="ignore"):
         for lo in range(0, n, _BLOCK):
@@ -848,11 +893,12 @@ def _probe_groups(sides, signs, width: np.ndarray, a_flat: np.ndarray, *, rtol: 
                 plus_sides[k] += float(np.dot(aw, block))
             np.abs(aw, out=aw)
             abs_aw_total += float(np.sum(aw))
-            aw_sq += float(np.dot(aw, aw))
-            aw_w += float(np.dot(aw, w))
-            w_sq += float(np.dot(w, w))
-        square = rtol * rtol * aw_sq + atol * atol * w_sq + 2.0 * atol * rtol * aw_w
-        hoeffding = math.sqrt(square) / (1.0 - rtol)
+            # t_i w_i = atol w_i + rtol |a_i| w_i (over 1 - rtol, applied at the end)
+            np.multiply(aw, rtol, out=aw)
+            aw += atol * w
+            tw_norm.add(aw)
+            w_norm.add(w)
+        hoeffding = tw_norm.value / (1.0 - rtol)
     groups = []
     for (numerical, rounding, accumulation), plus_side in zip(sides, plus_sides, strict=True):
         analytical = 2.0 * plus_side - aw_total
@@ -860,7 +906,7 @@ def _probe_groups(sides, signs, width: np.ndarray, a_flat: np.ndarray, *, rtol: 
         accumulation += 3 * n * _U64 * abs_aw_total
         groups.append(_Group(0, n, analytical - numerical, numerical, hoeffding, rounding, accumulation,
                              analytical))
-    return groups, math.sqrt(w_sq)
+    return groups, w_norm.value
 
 
 def _random_upstream_group(recorded, v: np.ndarray, a_v: np.ndarray, positive: np.ndarray,
@@ -875,15 +921,14 @@ def _random_upstream_group(recorded, v: np.ndarray, a_v: np.ndarray, positive: n
     diff = np.subtract(f_plus, f_minus, dtype=np.float64)
     numerical = float(np.dot(diff, v64))
     moved = diff != 0.0
-    rounding = eps * (float(np.linalg.norm(v64[moved] * f_plus[moved])) +
-                      float(np.linalg.norm(v64[moved] * f_minus[moved])))
+    rounding = eps * (_norm(v64[moved] * f_plus[moved]) + _norm(v64[moved] * f_minus[moved]))
     d = np.where(positive, width, -width)
     analytical = float(np.dot(a_v, d))
     with np.errstate(over="ignore", invalid="ignore"):
         tw = (atol * width + rtol * np.abs(a_v) * width) / (1.0 - rtol)
     accumulation = 4 * (a_v.size + v64.size) * _U64 * (float(np.sum(np.abs(a_v * d))) +
                                                          float(np.sum(np.abs(diff * v64))))
-    return _Group(0, a_v.size, analytical - numerical, numerical, float(np.linalg.norm(tw)), rounding,
+    return _Group(0, a_v.size, analytical - numerical, numerical, _norm(tw), rounding,
                   accumulation, analytical)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -806,3 +807,21 @@ def test_verdicts_agree_with_torch_fast_gradcheck():
         ours = check_gradient_fast(forward, numpy_backward, x, grad_output, raise_on_failure=False).passed
         assert theirs is expected
         assert ours is expected
+
+
+@pytest.mark.parametrize("magnitude", [1e154, 1e200, 1e300])
+def test_huge_magnitudes_are_checked_without_overflow(magnitude):
+    x = np.array([1.0, -1.0, 0.5, 0.25]) * magnitude
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_gradient_fast(lambda v: 2 * v, lambda g, v: 2 * g, x, np.ones(4)).passed
+        wrong = check_gradient_fast(lambda v: 2 * v, lambda g, v: 3 * g, x, np.ones(4), raise_on_failure=False)
+    assert not wrong.passed
+
+
+def test_a_step_past_the_largest_value_gets_the_dense_message():
+    x = np.array([np.finfo(np.float64).max, 1.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"x\[0\] = 1.79769e\+308 is too close to the largest float64 value"):
+            check_gradient_fast(lambda v: v, lambda g, v: g, x, np.ones(2))

@@ -22,12 +22,12 @@ def _realised_points(x: np.ndarray, half: np.ndarray):
     flat_half = half.reshape(-1)
     # The sum is rounded to float64 first, then to x's dtype: the same two
     # roundings as converting each element on its own.
-    shifted = np.add(x64, flat_half)
-    with np.errstate(over="ignore"):  # an overflow to inf is reported below, naming x
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow to inf is reported below, naming x
+        shifted = np.add(x64, flat_half)
         plus = shifted.astype(x.dtype)
         minus = np.subtract(x64, flat_half, out=shifted).astype(x.dtype)
-    # Both operands are cast to float64 before subtracting, so width is exact.
-    width = np.subtract(plus, minus, dtype=np.float64)
+        # Both operands are cast to float64 before subtracting, so width is exact.
+        width = np.subtract(plus, minus, dtype=np.float64)
     if not np.all(np.isfinite(width)):
         i = int(np.flatnonzero(~np.isfinite(width))[0])
         raise ValueError(
