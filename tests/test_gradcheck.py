@@ -809,7 +809,17 @@ def test_a_random_probe_catches_a_backward_that_ignores_grad_output():
     result = check_gradient(lambda v: 2 * v, ignoring, x, np.ones(6), raise_on_failure=False)
     assert not result.passed and len(result.probe_results) == 1
     assert "for random grad_output 1 of 1" in result.report().splitlines()[0]
-    assert result.forward_calls == 2 * 6 + 1  # the probe costs no forward call
+    correct = check_gradient(lambda v: 2 * v, lambda g, v: 2 * g, x, np.ones(6), probes=3)
+    assert correct.forward_calls == 2 * 6 + 1  # probes cost no forward call
+
+
+def test_only_elements_that_fail_the_plain_rule_pay_for_the_noise_term():
+    x = np.linspace(-1, 1, 6)
+    wrong_at_2 = lambda g, v: np.where(np.arange(6) == 2, 3.0, 2.0) * g  # noqa: E731
+    result = check_gradient(lambda v: 2 * v, wrong_at_2, x, np.ones(6), probes=0, raise_on_failure=False)
+    # 2 per element and 1 at x, then element 2 again (2 calls; float64 x is not re-measured in float64)
+    assert result.forward_calls == 2 * 6 + 1 + 2
+    assert np.count_nonzero(result.noise) == 1 and result.noise[2] > 0
 
 
 def test_probes_are_seeded_and_repeatable():

@@ -1,14 +1,17 @@
 """How much of a mismatch the arithmetic explains: the noise term of the pass rule.
 
-Two sources, both measured without trusting the backward:
+Only an element that fails the plain rule needs either; a passing element
+gets no slack and costs nothing beyond its two forward calls. A failing one is
+measured again, in two stages, both without trusting the backward:
 
-1. Rounding of the outputs (free: no extra call). Every output the
-   perturbation moved was rounded to its dtype at least once, by up to
-   u * |y| (u the unit roundoff); their weighted sum over the realised step
-   bounds what rounding can do to the slope (`differences.contract`). A
-   forward rounds a few times on the way to an output, hence NOISE_FACTOR.
-2. Re-measurement in float64 (two extra forward calls, only for an element
-   that fails with 1): the same two points x_i +- h_i, given to the forward as
+1. Rounding of the outputs (two more forward calls, at the same points, so
+   the slopes are the same): every output the perturbation moved was rounded
+   to its dtype at least once, by up to u * |y| (u the unit roundoff); their
+   weighted sum over the realised step bounds what rounding can do to the
+   slope (`differences.contract`). A forward rounds a few times on the way to
+   an output, hence NOISE_FACTOR.
+2. Re-measurement in float64 (two more forward calls, only for an element
+   that still fails): the same two points x_i +- h_i, given to the forward as
    float64. A forward that then computes in float64 gives the slope without
    float32's internal rounding (cancellation inside the forward, outputs too
    small to move). The element passes if the backward agrees with that slope
@@ -26,6 +29,11 @@ import numpy as np
 
 from lib.gradcheck.differences import Differences, contract, unit_roundoff
 from lib.gradcheck.result import NOISE_FACTOR, tolerance_for
+
+
+def plain_failures(analytical: np.ndarray, found: Differences, rtol, atol) -> np.ndarray:
+    """Columns where some row fails the plain rule (no slack): the only ones that need a noise term."""
+    return np.flatnonzero(np.any(_failing(analytical, found.numerical, 0.0, rtol, atol), axis=0))
 
 
 def rounding_slack(found: Differences) -> np.ndarray:

@@ -118,12 +118,13 @@ def unit_roundoff(dtype) -> float:
     return float(np.finfo(dtype).eps) / 2 if np.issubdtype(dtype, np.floating) else 0.0
 
 
-def contract(out_plus: np.ndarray, out_minus: np.ndarray, grads: np.ndarray, magnitudes: np.ndarray):
+def contract(out_plus: np.ndarray, out_minus: np.ndarray, grads: np.ndarray, magnitudes: np.ndarray | None):
     """Slopes and rounding sums of one element: (grads @ d, |grads| @ (|y+| + |y-|) where d != 0).
 
     d = y+ - y- is subtracted element by element in float64 before the
     reduction, so outputs that did not move cancel exactly. Both results are
     (k,) and still to be divided by the step (and the sums scaled by u).
+    magnitudes=None skips the rounding sums (zeros): the caller does not need them.
     """
     moved = (out_plus - out_minus).reshape(-1)
     values = grads @ moved
@@ -131,12 +132,14 @@ def contract(out_plus: np.ndarray, out_minus: np.ndarray, grads: np.ndarray, mag
     # slopes, non-finite: one test instead of two array scans.
     if not np.all(np.isfinite(values)):
         _raise_if_not_finite(out_plus, out_minus)
+    if magnitudes is None:
+        return values, np.zeros_like(values)
     size = np.abs(out_plus.reshape(-1)) + np.abs(out_minus.reshape(-1))
     return values, magnitudes @ np.where(moved != 0.0, size, 0.0)
 
 
 def _central_differences(forward, x, work, out_shape, grads, eps, out_dtype=np.float64,
-                         indices=None) -> Differences:
+                         indices=None, with_noise=True) -> Differences:
     """Core loop over the elements; never changes x.
 
     Args:
@@ -145,6 +148,8 @@ def _central_differences(forward, x, work, out_shape, grads, eps, out_dtype=np.f
         out_dtype: dtype of the forward's output, whose rounding the noise bound uses.
         indices: flat indices of the elements to difference (default all); the
             result's columns follow them (width then flat, not x's shape).
+        with_noise: False skips the rounding sums (noise all 0), for a first pass
+            in which only elements that fail the plain rule will need them.
 
     The loop body does only what each element needs (two forward calls, two
     float64 copies, one subtraction, a small matrix-vector product for the
@@ -157,7 +162,7 @@ def _central_differences(forward, x, work, out_shape, grads, eps, out_dtype=np.f
     columns = np.arange(x.size) if indices is None else np.asarray(indices, dtype=np.int64)
     flat_work = work.reshape(-1)
     grads = np.atleast_2d(grads)
-    magnitudes = np.abs(grads)
+    magnitudes = np.abs(grads) if with_noise else None
     numerical = np.empty((grads.shape[0], columns.size), dtype=np.float64)
     noise = np.empty_like(numerical)
     for k, i in enumerate(columns):
