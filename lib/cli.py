@@ -50,8 +50,9 @@ def _add_run(commands) -> None:
                     "--update-sources, which refreshes their stored outputs).")
     parser.add_argument("notebooks", nargs="*", metavar="N",
                         help="notebook numbers or ranges (e.g. 3 6-8); default: all")
-    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="set parameter NAME in every selected notebook that declares it")
+    parser.add_argument("-p", "--parameter", nargs=1, action="append", default=[], metavar="NAME=VALUE",
+                        help="set parameter NAME in every selected notebook that declares it "
+                             "(also -p NAME VALUE; negative numbers are fine)")
     parser.add_argument("--output", type=Path, default=Path("build"), help="folder for executed copies "
                         "(default %(default)s)")
     parser.add_argument("--html", action="store_true", help="also export HTML and an index.html report")
@@ -158,7 +159,8 @@ def _run(args) -> int:
     if args.update_sources and args.parameter:
         raise workbook.WorkbookError("--update-sources stores default outputs; it cannot be combined with -p")
     workbook.check_output_folder(args.output, args.notebook_dir)
-    parameters = workbook.resolve_parameters(selected, [tuple(p) for p in args.parameter])
+    pairs = [workbook.split_parameter(p) for p in args.parameter]
+    parameters = workbook.resolve_parameters(selected, pairs)
     output = args.output / "update" if args.update_sources else args.output
 
     start = time.perf_counter()
@@ -180,7 +182,7 @@ def _run(args) -> int:
             if run.error:
                 print(f"        {run.error}", flush=True)
     if args.html:
-        index = report.write_report(runs, output, args.parameter, total=time.perf_counter() - start)
+        index = report.write_report(runs, output, pairs, total=time.perf_counter() - start)
         print(f"HTML report: {index}")
     if args.update_sources:
         for run in runs:
@@ -195,8 +197,23 @@ def _run(args) -> int:
     return 1 if failed else 0
 
 
+def _joined_parameters(argv: list[str]) -> list[str]:
+    """-p NAME VALUE -> -p NAME=VALUE, so that a VALUE such as -1e-5 is not read as an option."""
+    out, k = [], 0
+    while k < len(argv):
+        token = argv[k]
+        out.append(token)
+        if token in ("-p", "--parameter") and k + 1 < len(argv) and "=" not in argv[k + 1] and k + 2 < len(argv):
+            out.append(f"{argv[k + 1]}={argv[k + 2]}")
+            k += 3
+            continue
+        k += 1
+    return out
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(_joined_parameters(argv))
     try:
         commands = {"diagnose": _diagnose, "run": _run, "mojo": _mojo}
         return commands[args.command](args)

@@ -14,7 +14,10 @@ counts kept), only after a successful run, by atomic replacement.
 
 from __future__ import annotations
 
+import ast
 import copy
+import difflib
+import json
 import math
 import os
 import re
@@ -31,6 +34,10 @@ NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOK_NAME = re.compile(r"^(\d{2})_[\w-]+\.ipynb$")
 KERNEL_NAME = "python3"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+#: ipykernel 7 warns on every start that it "is running over TCP without encryption": the
+#: runner's kernels listen on this machine's loopback address only, for this process alone,
+#: so the warning says nothing about a headless run. Errors still reach the terminal.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
 class WorkbookError(Exception):
@@ -54,7 +61,8 @@ def _one_of(accepted):
 PARAMETER_RULES = {
     "dtype": lambda value, name: str(_checks.dtype_from_name(value, name)),
     "p": lambda value, name: _checks.drop_probability(value),
-    "seed": lambda value, name: _checks.positive_int(value, name, low=0),
+    # the original library's seeds were 64-bit integers; a bigger one is refused before any kernel starts
+    "seed": lambda value, name: _checks.positive_int(value, name, low=0, high=2**63 - 1),
     "eps": lambda value, name: _checks.positive_step(value),
     "size": lambda value, name: _checks.positive_int(value, name),
     "n_calls": lambda value, name: _checks.positive_int(value, name),
@@ -95,11 +103,64 @@ def select(notebooks: list[Path], wanted: list[str]) -> list[Path]:
     return [by_number[n] for n in sorted(chosen)]
 
 
-def declared_parameters(path: Path) -> dict[str, dict]:
-    """Name -> {'type', 'default', 'help'} from the notebook's `parameters` cell."""
-    import papermill
+def _parameters_cell(path: Path) -> str:
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError) as error:
+        raise WorkbookError(f"{path.name} is not a readable notebook ({error})") from None
+    for cell in cells:
+        if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            source = cell.get("source", "")
+            return "".join(source) if isinstance(source, list) else source
+    return ""
 
-    return {name: dict(info) for name, info in papermill.inspect_notebook(str(path)).items()}
+
+def declared_parameters(path: Path) -> dict[str, dict]:
+    """Name -> {'type', 'default', 'help'} from the notebook's `parameters` cell.
+
+    Read straight from the file with Python's own parser (papermill's
+    inspection starts a translator per notebook and takes seconds for the
+    workbook). 'type' is the annotation, or the type of the default when the
+    line has none, as papermill's command line infers it.
+    """
+    found: dict[str, dict] = {}
+    for line in _parameters_cell(path).splitlines():
+        code, _, comment = line.partition("  #")
+        try:
+            statement = ast.parse(code).body[0] if code.strip() else None
+        except SyntaxError:
+            continue
+        if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+            name, annotation, value = statement.target.id, ast.unparse(statement.annotation), statement.value
+        elif isinstance(statement, ast.Assign) and len(statement.targets) == 1 and isinstance(
+                statement.targets[0], ast.Name):
+            name, annotation, value = statement.targets[0].id, None, statement.value
+        else:
+            continue
+        try:
+            default = ast.literal_eval(value) if value is not None else None
+        except ValueError:
+            continue
+        found[name] = {"type": annotation or type(default).__name__, "default": repr(default),
+                       "help": comment.strip()}
+    return found
+
+
+def split_parameter(items: list[str]) -> tuple[str, str]:
+    """('seed', '3') from ['seed', '3'] or ['seed=3'] (what `-p` was given)."""
+    if len(items) == 1 and "=" in items[0]:
+        name, _, value = items[0].partition("=")
+        return name.strip(), value.strip()
+    if len(items) == 2:
+        return items[0], items[1]
+    raise WorkbookError(f"-p takes NAME VALUE or NAME=VALUE; got {' '.join(items)!r}")
+
+
+def _unknown(name: str, valid: list[str]) -> WorkbookError:
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return WorkbookError(f"parameter {name!r} is not declared by any selected notebook{hint}; "
+                         f"valid names: {', '.join(valid)}")
 
 
 def resolve_parameters(notebooks: list[Path], overrides: list[tuple[str, str]]) -> dict[Path, dict]:
@@ -109,12 +170,11 @@ def resolve_parameters(notebooks: list[Path], overrides: list[tuple[str, str]]) 
     per_notebook: dict[Path, dict] = {path: {} for path in notebooks}
     for name, raw in overrides:
         if name not in valid:
-            raise WorkbookError(
-                f"parameter {name!r} is not declared by any selected notebook; valid names: {', '.join(valid)}")
+            raise _unknown(name, valid)
         for path, params in declared.items():
             if name not in params:
                 continue
-            type_name = (params[name].get("inferred_type_name") or "str").lower()
+            type_name = params[name]["type"].lower()
             try:
                 value = _CONVERTERS.get(type_name, str)(raw)
             except (ValueError, KeyError):
@@ -213,7 +273,8 @@ def execute(source: Path, output: Path, parameters: dict) -> NotebookRun:
     status, error = "ok", ""
     try:
         papermill.execute_notebook(str(source), str(output), parameters=parameters, cwd=str(source.parent),
-                                   kernel_name=KERNEL_NAME, progress_bar=False, log_output=False)
+                                   kernel_name=KERNEL_NAME, progress_bar=False, log_output=False,
+                                   extra_arguments=KERNEL_ARGUMENTS)
     except PapermillExecutionError as failure:
         status = "failed"
         cell = _source_cell(source, failure.source, failure.cell_index)

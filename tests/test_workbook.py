@@ -65,7 +65,8 @@ def test_unknown_parameter_is_refused_with_the_valid_names(tiny_workbook):
 
 
 @pytest.mark.parametrize(("name", "value", "accepted"), [
-    ("p", "1.0", r"\[0, 1\)"), ("p", "nan", r"\[0, 1\)"), ("seed", "-1", ">= 0"), ("seed", "1.5", "int"),
+    ("p", "1.0", r"\[0, 1\)"), ("p", "nan", r"\[0, 1\)"), ("seed", "-1", r"\[0, 9223372036854775807\]"),
+    ("seed", "1.5", "int"),
     ("boom", "maybe", "bool")])
 def test_invalid_parameter_values_are_refused_before_running(tiny_workbook, name, value, accepted):
     books = workbook.discover(tiny_workbook)
@@ -201,3 +202,36 @@ def test_widget_views_are_stored_as_plain_text_only():
                                                      "text/plain": "VBox()"})]
     clean = workbook.strip_run_metadata(new_notebook(cells=[cell]))
     assert clean.cells[0].outputs[0]["data"] == {"text/plain": "VBox()"}
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["-p", "eps", "-1e-5"], ("eps", "-1e-5")),
+    (["-p", "dtype=float64"], ("dtype", "float64")),
+    (["--parameter", "seed", "7"], ("seed", "7")),
+])
+def test_parameters_take_name_value_name_equals_value_and_negative_numbers(argv, expected):
+    from lib.cli import _joined_parameters, build_parser
+
+    args = build_parser().parse_args(["run", *_joined_parameters(argv)])
+    assert [workbook.split_parameter(p) for p in args.parameter] == [expected]
+
+
+def test_a_misspelt_parameter_gets_a_suggestion():
+    with pytest.raises(workbook.WorkbookError, match=r"'sede' is not declared .* \(did you mean 'seed'\?\)"):
+        workbook.resolve_parameters(workbook.select(workbook.discover(), ["1"]), [("sede", "3")])
+
+
+def test_an_unannotated_parameter_takes_the_type_of_its_default(tmp_path):
+    notebook = write_notebook(tmp_path / "01_plain.ipynb", "count = 3  # how many", ["print(count * 2)"])
+    assert workbook.declared_parameters(notebook)["count"]["type"] == "int"
+    assert workbook.resolve_parameters([notebook], [("count", "5")])[notebook] == {"count": 5}
+
+
+def test_a_run_does_not_print_the_kernels_transport_warning(tmp_path):
+    (tmp_path / "nb").mkdir()
+    notebook = write_notebook(tmp_path / "nb" / "01_quiet.ipynb", "n: int = 1  # a number", ["print(n)"])
+    done = subprocess.run([sys.executable, "-m", "lib", "run", "--notebook-dir", str(tmp_path / "nb"), "--output",
+                           str(tmp_path / "out")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "without encryption" not in done.stdout + done.stderr
+    assert notebook.exists()
