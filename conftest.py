@@ -1,7 +1,26 @@
 """Repository-wide pytest setup."""
 
+import importlib.util
 import os
+
+import pytest
 
 # nbval compares stored figure outputs made under the inline backend; a forced
 # backend (MPLBACKEND=Agg, common on CI machines) would make kernels drop them.
 os.environ.pop("MPLBACKEND", None)
+
+_NBVAL = importlib.util.find_spec("nbval") is not None
+
+
+def pytest_addoption(parser):
+    # pyproject.toml's addopts name nbval's options; without nbval pytest would stop at
+    # "unrecognized arguments: --nbval" and say nothing of what to install.
+    if not _NBVAL:
+        parser.addoption("--nbval", action="store_true", help="(nbval is not installed)")
+        parser.addoption("--nbval-current-env", action="store_true", help="(nbval is not installed)")
+
+
+def pytest_configure(config):
+    if not _NBVAL:
+        raise pytest.UsageError("nbval is not installed, and the tests check the stored notebooks with it: "
+                                "run `pip install -r requirements.txt` first")

@@ -6,7 +6,19 @@ Public pieces:
     lib.fastcheck  check_gradient_fast: random projections and group-testing localisation
     lib.diagnose   diagnose: why a check failed
     lib.replica    run_original_test: the original failing test, switch by switch
+    lib.catalogue  ordinary layers, correct and with real bugs, to measure a checker against
 """
+
+import sys
+
+try:
+    import numpy  # noqa: F401  (the one package every module needs)
+except ModuleNotFoundError as missing:
+    _message = (f"{missing.name} is not installed for {sys.executable}; "
+                "run `pip install -r requirements.txt` in the repository first")
+    if sys.argv[:1] == ["-m"]:  # `python -m lib ...`: a command line deserves one line, not a traceback
+        sys.exit(f"error: {_message}")
+    raise ModuleNotFoundError(_message, name=missing.name) from None
 
 from lib.dropout import dropout, dropout2d, dropout2d_backward, dropout_backward
 from lib.fastcheck import FastCheckResult, check_gradient_fast

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -235,3 +236,17 @@ def test_a_run_does_not_print_the_kernels_transport_warning(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "without encryption" not in done.stdout + done.stderr
     assert notebook.exists()
+
+
+def test_the_command_line_without_numpy_says_what_to_install(tmp_path):
+    # a stand-in numpy that is "not installed", found before the real one
+    (tmp_path / "numpy").mkdir()
+    (tmp_path / "numpy" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'numpy'\", "
+                                                    "name='numpy')\n")
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-m", "lib", "run"], capture_output=True, text=True, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: numpy is not installed for {sys.executable}; run `pip install -r requirements.txt` in the "
+        "repository first"]
