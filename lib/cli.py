@@ -9,7 +9,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from lib import _checks, replica, report, workbook
+from lib import _checks, replica, report, summary, workbook
 from lib.replica import twin
 
 
@@ -181,6 +181,8 @@ def _run(args) -> int:
                   flush=True)
             if run.error:
                 print(f"        {run.error}", flush=True)
+    json_path, md_path = summary.write_summary(runs, parameters, output, time.perf_counter() - start)
+    print(f"Summary: {md_path} and {json_path.name} (full verdicts, parameters, versions, git revision)")
     if args.html:
         index = report.write_report(runs, output, pairs, total=time.perf_counter() - start)
         print(f"HTML report: {index}")

@@ -250,3 +250,23 @@ def test_the_command_line_without_numpy_says_what_to_install(tmp_path):
     assert done.stderr.strip().splitlines() == [
         f"error: numpy is not installed for {sys.executable}; run `pip install -r requirements.txt` in the "
         "repository first"]
+
+
+def test_every_run_leaves_a_summary_with_full_verdicts_parameters_and_versions(tmp_path):
+    from lib.cli import main
+
+    (tmp_path / "nb").mkdir()
+    long_reason = "a reason " * 20
+    write_notebook(tmp_path / "nb" / "01_first.ipynb", "n: int = 1  # a number", ["print(n)"],
+                   verdict=f"print('Verdict: CONFIRMED - {long_reason.strip()}')", heading="# 01 · First")
+    assert main(["run", "--notebook-dir", str(tmp_path / "nb"), "--output", str(tmp_path / "out"),
+                 "-p", "n=4"]) == 0
+    record = json.loads((tmp_path / "out" / "summary.json").read_text())
+    (entry,) = record["notebooks"]
+    assert entry["title"] == "01 · First" and entry["status"] == "ok"
+    assert entry["verdict"] == f"CONFIRMED - {long_reason.strip()}"  # not cut at 100 characters
+    assert entry["parameters"] == {"n": 4}
+    assert set(record["versions"]) >= {"python", "numpy", "ipykernel", "dropout-gradcheck-workbook"}
+    assert record["git_revision"]
+    markdown = (tmp_path / "out" / "summary.md").read_text()
+    assert "| 01 · First | ok |" in markdown and "n=4" in markdown
