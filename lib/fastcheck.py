@@ -932,6 +932,19 @@ def _random_upstream_group(recorded, v: np.ndarray, a_v: np.ndarray, positive: n
                   accumulation, analytical)
 
 
+def _random_upstream_groups(prober: _Prober, backward, grad_output, work, rng, signs, width, *, rtol, atol):
+    """One _Group per recorded probe pair, each with its own random upstream gradient and backward call."""
+    grad = np.asarray(grad_output)
+    upstream = probe_gradients(grad.shape, grad.dtype, len(prober.recorded), int(rng.integers(2**63)))
+    groups = []
+    for recorded, v, positive in zip(prober.recorded, upstream, signs, strict=False):
+        a_v = check_returned(backward(v.copy(), work), work.shape, "backward", "x")
+        groups.append(_random_upstream_group(recorded, v, np.asarray(a_v, dtype=np.float64).reshape(-1),
+                                             positive, width, rtol=rtol, atol=atol))
+    prober.recorded.clear()  # the copies of the outputs are not needed any more
+    return groups
+
+
 def _start_search(prober, lam, groups, signs, flips, chosen, plus, minus, width, a_flat, *, rtol, atol,
                   confirm):
     """The search over probe `chosen`, and the groups it starts from."""
@@ -1045,15 +1058,8 @@ def check_gradient_fast(forward, backward, x, grad_output, *, probes=DEFAULT_PRO
     analytical = check_returned(backward(given, work), x.shape, "backward", "x")
     grad_wrote = not _same_bits(given, np.asarray(grad_output))
     a64 = np.asarray(analytical, dtype=np.float64)
-    random_groups = []
-    if x.size:
-        upstream = probe_gradients(np.asarray(grad_output).shape, np.asarray(grad_output).dtype,
-                                   len(prober.recorded), int(rng.integers(2**63)))
-        for recorded, v, positive in zip(prober.recorded, upstream, signs, strict=False):
-            a_v = check_returned(backward(v.copy(), work), x.shape, "backward", "x")
-            random_groups.append(_random_upstream_group(recorded, v, np.asarray(a_v, dtype=np.float64).reshape(-1),
-                                                        positive, width, rtol=rtol, atol=atol))
-        prober.recorded.clear()
+    random_groups = _random_upstream_groups(prober, backward, grad_output, work, rng, signs, width,
+                                            rtol=rtol, atol=atol) if x.size else []
     a_flat = a64.reshape(-1)
     backward_wrote = not _same_bits(work, x) or grad_wrote
     mutated_early = forward_wrote or backward_wrote
