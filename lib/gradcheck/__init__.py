@@ -7,7 +7,7 @@ one: the central-difference slope of the scalar loss
 
 whose gradient is exactly the vector-Jacobian product `backward` must return.
 
-Three choices make it trustworthy in float32, where fixed-step checkers fail:
+Four choices make it trustworthy in float32, where fixed-step checkers fail:
 
 1. The step is relative and dtype-aware: h_i = cbrt(machine eps) * max(1, |x_i|),
    which balances truncation error (~h^2) against rounding error (~eps/h).
@@ -18,9 +18,20 @@ Three choices make it trustworthy in float32, where fixed-step checkers fail:
 3. It subtracts the two outputs element by element (in float64) before
    reducing with grad_output, so the sum never adds large equal terms whose
    difference it then needs.
+4. An element that fails is measured again before it is blamed: its pass band
+   widens by what the arithmetic can explain, the rounding of the outputs it
+   moved and, if that is not enough, the difference from a float64 evaluation
+   at the same points (`arithmetic`).
 
-The caller's `x` is never touched: the checker perturbs a private copy and
-restores each element in a `finally` block.
+And it looks where a plain check cannot: the same output differences are
+contracted with random upstream gradients (a backward that ignores or squares
+grad_output fails even when grad_output is all ones), and a forward or
+backward that writes into x or grad_output fails the check.
+
+The modules: `steps` (where to evaluate), `differences` (the one central-difference
+loop), `arithmetic` (the noise term), `result` (GradCheckResult and its report),
+`dense` (check_gradient). The caller's `x` is never touched: the checker perturbs
+a private copy and restores each element in a `finally` block.
 """
 
 from lib.gradcheck.dense import check_gradient
