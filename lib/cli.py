@@ -158,7 +158,7 @@ def _run(args) -> int:
         raise workbook.WorkbookError(f"--jobs must be an integer >= 1; got {args.jobs}")
     if args.update_sources and args.parameter:
         raise workbook.WorkbookError("--update-sources stores default outputs; it cannot be combined with -p")
-    workbook.check_output_folder(args.output, args.notebook_dir)
+    workbook.check_output_folder(args.output, args.notebook_dir, update_sources=args.update_sources)
     pairs = [workbook.split_parameter(p) for p in args.parameter]
     parameters = workbook.resolve_parameters(selected, pairs)
     output = args.output / "update" if args.update_sources else args.output

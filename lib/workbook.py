@@ -305,7 +305,9 @@ def update_source(run: NotebookRun) -> None:
     import nbformat
 
     clean = strip_run_metadata(nbformat.read(str(run.output), as_version=4))
-    handle, temporary = tempfile.mkstemp(suffix=".ipynb", dir=run.source.parent)
+    # Beside the source, so that the replace is atomic; hidden and not *.ipynb, so that a
+    # crash before the replace leaves nothing pytest --nbval or the runner would collect.
+    handle, temporary = tempfile.mkstemp(prefix=f".{run.source.name}.", suffix=".partial", dir=run.source.parent)
     os.close(handle)
     try:
         nbformat.write(clean, temporary)
@@ -316,9 +318,22 @@ def update_source(run: NotebookRun) -> None:
             os.unlink(temporary)
 
 
-def check_output_folder(output_dir: Path, notebook_dir: Path) -> None:
-    """Refuse an output folder that is a file, or that is or lies inside the notebook folder
-    (pytest --nbval would then collect the executed copies as if they were sources)."""
+def require_writable(folder: Path, what: str) -> None:
+    """Create `folder` if needed and prove a file can be written there, or WorkbookError naming it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise WorkbookError(f"{what} {folder} is not writable ({error.strerror or error})") from None
+
+
+def check_output_folder(output_dir: Path, notebook_dir: Path, *, update_sources: bool = False) -> None:
+    """Refuse an output folder that is a file, that is or lies inside the notebook folder
+    (pytest --nbval would then collect the executed copies as if they were sources), or
+    that cannot be written; with update_sources, also a notebook folder that cannot be
+    written. Checked before any kernel starts."""
     out, notebooks = output_dir.resolve(), notebook_dir.resolve()
     if out.exists() and not out.is_dir():
         raise WorkbookError(f"--output must be a folder; {output_dir} is a file")
@@ -327,3 +342,6 @@ def check_output_folder(output_dir: Path, notebook_dir: Path) -> None:
             f"--output must not be the notebook folder {notebook_dir} or inside it (executed copies never "
             "overwrite sources; "
             "use --update-sources to refresh stored outputs)")
+    require_writable(output_dir, "the output folder")
+    if update_sources:
+        require_writable(notebook_dir, "the notebook folder (--update-sources writes there)")

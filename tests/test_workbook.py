@@ -270,3 +270,31 @@ def test_every_run_leaves_a_summary_with_full_verdicts_parameters_and_versions(t
     assert record["git_revision"]
     markdown = (tmp_path / "out" / "summary.md").read_text()
     assert "| 01 · First | ok |" in markdown and "n=4" in markdown
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_kernel_starts(tmp_path, capsys):
+    from lib.cli import main
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["run", "1", "--output", str(blocker / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the output folder") and str(blocker / "out") in err
+    assert "Running" not in err
+
+
+def test_update_sources_writes_no_temporary_notebook_where_pytest_would_collect_it(tmp_path, monkeypatch):
+    source = write_notebook(tmp_path / "01_x.ipynb", "n: int = 1  # a number", ["print(n)"])
+    run = workbook.execute(source, tmp_path / "out" / source.name, {})
+    seen = []
+    original = workbook.tempfile.mkstemp
+
+    def spy(*args, **kwargs):
+        handle, name = original(*args, **kwargs)
+        seen.append(Path(name).name)
+        return handle, name
+
+    monkeypatch.setattr(workbook.tempfile, "mkstemp", spy)
+    workbook.update_source(run)
+    assert seen and all(name.startswith(".") and not name.endswith(".ipynb") for name in seen)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["01_x.ipynb", "out"]
