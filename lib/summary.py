@@ -48,9 +48,15 @@ def _title(run) -> str:
         return run.source.stem
 
 
-def summary(runs, parameters: dict, total: float) -> dict:
-    """The run as a JSON-ready dict (see the module docstring)."""
+def summary(runs, parameters: dict, total: float, output: Path | None = None) -> dict:
+    """The run as a JSON-ready dict (see the module docstring).
+
+    `earlier_runs` lists executed notebooks in `output` that this run did not
+    produce (a partial run such as `run 3-6` leaves the others as they were).
+    """
     source_dir = runs[0].source.parent if runs else Path.cwd()
+    produced = {run.output.name for run in runs}
+    earlier = sorted(p.name for p in output.glob("[0-9][0-9]_*.ipynb") if p.name not in produced) if output else []
     return {
         "finished": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "seconds": round(total, 2),
@@ -62,6 +68,7 @@ def summary(runs, parameters: dict, total: float) -> dict:
                        "seconds": round(run.seconds, 2), "verdict": run.verdict, "error": run.error,
                        "parameters": {k: v for k, v in parameters.get(run.source, {}).items()}}
                       for run in runs],
+        "earlier_runs": earlier,
     }
 
 
@@ -75,12 +82,15 @@ def _markdown(record: dict) -> str:
         text = (nb["verdict"] if nb["verdict"] != "-" else "(no verdict)") + (f" {nb['error']}" if nb["error"] else "")
         lines.append(f"| {nb['title']} | {nb['status']} | {nb['seconds']:.1f} s | {given} | "
                      f"{text.replace('|', '/')} |")
+    if record["earlier_runs"]:
+        lines += ["", "Not from this run (left by an earlier one, with whatever parameters it had): "
+                  + ", ".join(record["earlier_runs"])]
     return "\n".join(lines) + "\n"
 
 
 def write_summary(runs, parameters: dict, output: Path, total: float) -> tuple[Path, Path]:
     """Write summary.json and summary.md into `output`; return their paths."""
-    record = summary(runs, parameters, total)
+    record = summary(runs, parameters, total, output)
     json_path, md_path = output / "summary.json", output / "summary.md"
     json_path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     md_path.write_text(_markdown(record), encoding="utf-8")

@@ -270,6 +270,12 @@ def test_every_run_leaves_a_summary_with_full_verdicts_parameters_and_versions(t
     assert record["git_revision"]
     markdown = (tmp_path / "out" / "summary.md").read_text()
     assert "| 01 · First | ok |" in markdown and "n=4" in markdown
+    assert record["earlier_runs"] == []
+    # a stale executed notebook from an earlier run is named as such
+    (tmp_path / "out" / "02_old.ipynb").write_text("{}")
+    assert main(["run", "--notebook-dir", str(tmp_path / "nb"), "--output", str(tmp_path / "out")]) == 0
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["earlier_runs"] == ["02_old.ipynb"]
+    assert "Not from this run" in (tmp_path / "out" / "summary.md").read_text()
 
 
 def test_an_output_folder_that_cannot_be_written_is_refused_before_any_kernel_starts(tmp_path, capsys):
