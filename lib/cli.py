@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -139,7 +140,7 @@ def _list(selected) -> int:
 
 
 def _summary(runs, total: float) -> str:
-    name_width = max(len(r.source.stem) for r in runs)
+    name_width = max((len(r.source.stem) for r in runs), default=len("notebook"))
     lines = [f"{'notebook':<{name_width}}  {'status':<6}  {'time':>6}  verdict"]
     for r in runs:
         verdict = r.verdict if len(r.verdict) <= 100 else r.verdict[:97] + "..."
@@ -166,21 +167,7 @@ def _run(args) -> int:
     start = time.perf_counter()
     total = len(selected)
     print(f"Running {total} notebook(s) into {output}/ ...", flush=True)
-    runs = []
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(workbook.execute, path, output / path.name, parameters[path]) for path in selected]
-        for number, (path, future) in enumerate(zip(selected, futures, strict=True), start=1):
-            try:
-                run = future.result()
-            except Exception as failure:  # the worker process itself died
-                run = workbook.NotebookRun(path, output / path.name, "failed", 0.0,
-                                           error=f"{path.name}: {type(failure).__name__}: {failure}")
-            runs.append(run)
-            word = run.verdict.split(" - ")[0]
-            print(f"[{number:>2}/{total}] {run.source.name:<40} {run.status:<6} {run.seconds:5.1f} s  {word}",
-                  flush=True)
-            if run.error:
-                print(f"        {run.error}", flush=True)
+    runs, stopped = _execute_all(selected, output, parameters, args.jobs)
     json_path, md_path = summary.write_summary(runs, parameters, output, time.perf_counter() - start)
     print(f"Summary: {md_path} and {json_path.name} (full verdicts, parameters, versions, git revision)")
     if args.html:
@@ -196,7 +183,67 @@ def _run(args) -> int:
     failed = [r for r in runs if r.status != "ok"]
     for run in failed:
         print(f"FAILED {run.error}", file=sys.stderr)
+    if stopped:
+        print(f"Stopped by {stopped.name} after {len(runs)} of {total} notebooks; the rest did not run.",
+              file=sys.stderr)
+        return 128 + stopped.value
     return 1 if failed else 0
+
+
+class _Stop(BaseException):
+    """SIGTERM, turned into an exception in the main process so that the run stops like on Ctrl-C
+    (a BaseException, like KeyboardInterrupt, so that no `except Exception` swallows it)."""
+
+
+def _raise_stop(signum, frame):
+    raise _Stop(signum)
+
+
+def _execute_all(selected, output: Path, parameters: dict, jobs: int):
+    """Execute the notebooks in worker processes, printing a line as each finishes.
+
+    Returns (runs, stopped): the finished runs in order, and the signal that
+    stopped the run (None when all ran). On Ctrl-C or SIGTERM the queued
+    notebooks are cancelled and the workers killed at once (their kernels
+    exit with them), so no process is left behind.
+    """
+    runs: list = []
+    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=workbook.exit_with_parent)
+    try:
+        futures = [pool.submit(workbook.execute, path, output / path.name, parameters[path]) for path in selected]
+        for number, (path, future) in enumerate(zip(selected, futures, strict=True), start=1):
+            try:
+                run = future.result()
+            except Exception as failure:  # the worker process itself died
+                run = workbook.NotebookRun(path, output / path.name, "failed", 0.0,
+                                           error=f"{path.name}: {type(failure).__name__}: {failure}")
+            runs.append(run)
+            word = run.verdict.split(" - ")[0]
+            print(f"[{number:>2}/{len(selected)}] {run.source.name:<40} {run.status:<6} {run.seconds:5.1f} s  {word}",
+                  flush=True)
+            if run.error:
+                print(f"        {run.error}", flush=True)
+    except (KeyboardInterrupt, _Stop) as stop:
+        _kill_workers(pool)
+        signum = stop.args[0] if isinstance(stop, _Stop) else signal.SIGINT
+        return runs, signal.Signals(signum)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        pool.shutdown(wait=True, cancel_futures=True)
+    return runs, None
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """SIGTERM to every worker (each stops its kernel, see workbook.exit_with_parent), SIGKILL to a straggler."""
+    workers = list((pool._processes or {}).values())  # the executor has no public way to stop a running task
+    for process in workers:
+        if process.is_alive():
+            process.terminate()
+    for process in workers:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
 
 
 def _joined_parameters(argv: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ counts kept), only after a successful run, by atomic replacement.
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
 import difflib
 import json
@@ -234,6 +235,49 @@ def strip_run_metadata(notebook):
         if "tags" in cell.metadata:
             cell.metadata["tags"] = tags
     return notebook
+
+
+def _child_processes() -> list[int]:
+    """Pids of this process's children (Linux /proc; empty elsewhere)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+        try:
+            children += [int(pid) for pid in task.read_text().split()]
+        except OSError:
+            continue
+    return children
+
+
+def _die(*_) -> None:
+    """Stop this worker and the kernel it started (a kernel runs in a session of its own, so no
+    signal to the runner's process group reaches it, and an orphaned kernel may live on)."""
+    import signal
+
+    for pid in _child_processes():
+        with contextlib.suppress(OSError):  # it may have exited already
+            os.kill(pid, signal.SIGKILL)
+    os._exit(1)
+
+
+def exit_with_parent() -> None:
+    """In a worker process: stop, with its kernel, on SIGTERM or as soon as the runner is gone.
+
+    A runner killed outright (SIGKILL) cannot stop its workers; without the
+    watch they would run the queue and then wait forever for work that never
+    comes.
+    """
+    import signal
+    import threading
+
+    signal.signal(signal.SIGTERM, _die)
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        _die()
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _kernel_environment() -> None:
