@@ -152,6 +152,9 @@ def _summary(runs, total: float) -> str:
 
 def _run(args) -> int:
     notebooks = workbook.discover(args.notebook_dir)
+    for path in workbook.skipped(args.notebook_dir):
+        print(f"warning: {path.name} is not run: workbook notebooks are named NN_name.ipynb "
+              "(two digits, then letters, digits, _ or -)", file=sys.stderr)
     selected = workbook.select(notebooks, args.notebooks)
     if args.list:
         return _list(selected)

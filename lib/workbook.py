@@ -84,6 +84,13 @@ def discover(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
     return sorted(p for p in notebook_dir.iterdir() if NOTEBOOK_NAME.match(p.name))
 
 
+def skipped(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
+    """Notebooks in the folder the runner will not run: their names are not NN_name.ipynb
+    (a space, a missing number), so a user can be told instead of finding them missing."""
+    return sorted(p for p in notebook_dir.glob("*.ipynb")
+                  if not NOTEBOOK_NAME.match(p.name) and not p.name.startswith("."))
+
+
 def select(notebooks: list[Path], wanted: list[str]) -> list[Path]:
     """Pick notebooks by number: '3', '03', or a range '3-5'. No selection means all."""
     if not wanted:

@@ -304,3 +304,14 @@ def test_update_sources_writes_no_temporary_notebook_where_pytest_would_collect_
     workbook.update_source(run)
     assert seen and all(name.startswith(".") and not name.endswith(".ipynb") for name in seen)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["01_x.ipynb", "out"]
+
+
+def test_a_notebook_the_runner_will_not_run_is_named_in_a_warning(tmp_path, capsys):
+    from lib.cli import main
+
+    write_notebook(tmp_path / "01_ok.ipynb", "n: int = 1  # a number", ["print(n)"])
+    write_notebook(tmp_path / "02 with space.ipynb", "n: int = 1  # a number", ["print(n)"])
+    assert main(["run", "--list", "--notebook-dir", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "warning: 02 with space.ipynb is not run" in captured.err
+    assert "01_ok.ipynb" in captured.out and "02 with space" not in captured.out
