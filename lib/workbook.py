@@ -313,6 +313,12 @@ def execute(source: Path, output: Path, parameters: dict) -> NotebookRun:
     Never raises for what happens inside the notebook: a cell error, a dead
     kernel or an unreadable file all come back as status "failed" with a
     message naming the notebook (and the cell, when there is one).
+
+    papermill writes its output as the cells run; that goes to a hidden
+    `.NN_name.ipynb.partial` beside `output` and replaces `output` only once
+    papermill has finished (an executed notebook that failed in a cell is
+    complete too, with its error). A run stopped half-way leaves the previous
+    `output` as it was.
     """
     import nbformat
     import papermill
@@ -320,10 +326,11 @@ def execute(source: Path, output: Path, parameters: dict) -> NotebookRun:
 
     _kernel_environment()
     output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.name}.partial")
     start = time.perf_counter()
     status, error = "ok", ""
     try:
-        papermill.execute_notebook(str(source), str(output), parameters=parameters, cwd=str(source.parent),
+        papermill.execute_notebook(str(source), str(partial), parameters=parameters, cwd=str(source.parent),
                                    kernel_name=KERNEL_NAME, progress_bar=False, log_output=False,
                                    extra_arguments=KERNEL_ARGUMENTS)
     except PapermillExecutionError as failure:
@@ -334,6 +341,8 @@ def execute(source: Path, output: Path, parameters: dict) -> NotebookRun:
     except Exception as failure:  # a dead kernel, a timeout, a file that is not a notebook
         status = "failed"
         error = f"{source.name}: {type(failure).__name__}: {failure}"
+    if partial.exists():
+        os.replace(partial, output)
     seconds = time.perf_counter() - start
     verdict = "-"
     if status == "ok" or output.exists():

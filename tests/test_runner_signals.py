@@ -65,3 +65,14 @@ def test_a_signal_stops_the_run_at_once_and_leaves_no_process(tmp_path, how, cod
     while _marker_processes(marker) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _marker_processes(marker) == []
+
+
+def test_a_run_stopped_half_way_keeps_the_previous_complete_output(tmp_path):
+    (tmp_path / "out").mkdir()
+    previous = tmp_path / "out" / "01_slow.ipynb"
+    previous.write_text("complete output of an earlier run")
+    process, _ = _start(tmp_path)  # the notebooks sleep, so nothing is complete when the signal comes
+    os.killpg(process.pid, signal.SIGINT)
+    process.communicate(timeout=30)
+    assert previous.read_text() == "complete output of an earlier run"
+    assert [p.name for p in (tmp_path / "out").glob("*.ipynb")] == ["01_slow.ipynb"]
