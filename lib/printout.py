@@ -27,6 +27,24 @@ def _fmt_array(values) -> str:
     return "[" + ", ".join(f"{float(v):.7g}" for v in np.ravel(values)) + "]"
 
 
+def _element_rows(r, nominal, realised) -> list[str]:
+    """The per-element table: both divisions side by side, and the checker's verdict per element."""
+    widths = (5, 12, 16, 16, 12, 14, 12, 12, 4)
+    rows = [_row(("index", "analytical", "numerical/2h", "numerical/step", "nominal 2h",
+                  "realised step", "difference", "tolerance", ""), widths)]
+    flat = {name: getattr(res, field).ravel() for name, res, field in (
+        ("a", r, "analytical"), ("n", r, "numerical"), ("tol", r, "tolerance"),
+        ("nominal", nominal, "numerical"), ("realised", realised, "numerical"), ("step", realised, "step"),
+        ("width", nominal, "step"))}
+    for i in range(r.analytical.size):
+        a, n = flat["a"][i], flat["n"][i]
+        ok = abs(a - n) <= flat["tol"][i]
+        rows.append(_row((i, f"{a:.8g}", f"{flat['nominal'][i]:.8g}", f"{flat['realised'][i]:.8g}",
+                          f"{flat['width'][i]:.5g}", f"{flat['step'][i]:.6g}", f"{a - n:.3e}",
+                          f"{flat['tol'][i]:.3e}", "PASS" if ok else "FAIL"), widths))
+    return rows
+
+
 def print_diagnostic(*, calls: int = 4, out=None, **switches) -> int:
     """Print the step-1 diagnostic for the replica run under `switches`.
 
@@ -69,19 +87,8 @@ def print_diagnostic(*, calls: int = 4, out=None, **switches) -> int:
     other = replay_original_test(**{**s, "divide_by": alt}).result
     nominal = r if s["divide_by"] == "nominal" else other
     realised = other if s["divide_by"] == "nominal" else r
-    widths = (5, 12, 16, 16, 12, 14, 12, 12, 4)
-    write(_row(("index", "analytical", "numerical/2h", "numerical/step", "nominal 2h",
-                "realised step", "difference", "tolerance", ""), widths))
-    flat = {name: getattr(res, field).ravel() for name, res, field in (
-        ("a", r, "analytical"), ("n", r, "numerical"), ("tol", r, "tolerance"),
-        ("nominal", nominal, "numerical"), ("realised", realised, "numerical"), ("step", realised, "step"),
-        ("width", nominal, "step"))}
-    for i in range(r.analytical.size):
-        a, n = flat["a"][i], flat["n"][i]
-        ok = abs(a - n) <= flat["tol"][i]
-        write(_row((i, f"{a:.8g}", f"{flat['nominal'][i]:.8g}", f"{flat['realised'][i]:.8g}",
-                    f"{flat['width'][i]:.5g}", f"{flat['step'][i]:.6g}", f"{a - n:.3e}",
-                    f"{flat['tol'][i]:.3e}", "PASS" if ok else "FAIL"), widths))
+    for line in _element_rows(r, nominal, realised):
+        write(line)
     write()
     if r.passed:
         write(f"PASS: all {r.analytical.size} elements within tolerance (numerical divided by the "
