@@ -229,6 +229,7 @@ def _execute_all(selected, output: Path, parameters: dict, jobs: int):
                 print(f"        {run.error}", flush=True)
     except (KeyboardInterrupt, _Stop) as stop:
         _kill_workers(pool)
+        workbook.remove_partials(output)
         signum = stop.args[0] if isinstance(stop, _Stop) else signal.SIGINT
         return runs, signal.Signals(signum)
     finally:

@@ -266,6 +266,13 @@ def _die(*_) -> None:
     os._exit(1)
 
 
+def remove_partials(output_dir: Path) -> None:
+    """Delete what stopped executions left half-written in `output_dir` (see `execute`)."""
+    for partial in output_dir.glob(".*.partial.ipynb"):
+        with contextlib.suppress(OSError):
+            partial.unlink()
+
+
 def exit_with_parent() -> None:
     """In a worker process: stop, with its kernel, on SIGTERM or as soon as the runner is gone.
 
@@ -315,7 +322,7 @@ def execute(source: Path, output: Path, parameters: dict) -> NotebookRun:
     message naming the notebook (and the cell, when there is one).
 
     papermill writes its output as the cells run; that goes to a hidden
-    `.NN_name.ipynb.partial` beside `output` and replaces `output` only once
+    `.NN_name.partial.ipynb` beside `output` and replaces `output` only once
     papermill has finished (an executed notebook that failed in a cell is
     complete too, with its error). A run stopped half-way leaves the previous
     `output` as it was.
@@ -326,7 +333,7 @@ def execute(source: Path, output: Path, parameters: dict) -> NotebookRun:
 
     _kernel_environment()
     output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(f".{output.name}.partial")
+    partial = output.with_name(f".{output.stem}.partial.ipynb")  # papermill wants the suffix
     start = time.perf_counter()
     status, error = "ok", ""
     try:

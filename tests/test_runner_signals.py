@@ -75,4 +75,4 @@ def test_a_run_stopped_half_way_keeps_the_previous_complete_output(tmp_path):
     os.killpg(process.pid, signal.SIGINT)
     process.communicate(timeout=30)
     assert previous.read_text() == "complete output of an earlier run"
-    assert [p.name for p in (tmp_path / "out").glob("*.ipynb")] == ["01_slow.ipynb"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["01_slow.ipynb", "summary.json", "summary.md"]
