@@ -743,10 +743,6 @@ class _Search:
         tw = self._slices(lo, hi)[3]
         return _Group(lo, hi, residual, None, _norm(tw), rounding, accumulation)
 
-    def leaf_step(self, lo: int) -> float:
-        """The realised step d_j of the element order[lo] under the probe's signs."""
-        return float(self.w[lo] if self.positive[lo] else -self.w[lo])
-
     def run(self, start: list[_Group], *, rtol: float, atol: float, localise: int, screen_only: bool = False):
         """Search the failing groups in `start` for elements that fail the dense rule.
 

@@ -54,12 +54,11 @@ def remeasure_in_float64(forward, x, found: Differences, grads, analytical, slac
         analytical: (k, N) float64 backward results; slack: (k, N) from `rounding_slack`.
         columns: the flat index in x of each of found's N columns (default: all of x, in order).
     Returns:
-        (slack, calls, remeasured): the new (k, N) slack, the extra forward calls,
-        and the columns re-measured.
+        (slack, calls): the new (k, N) slack and the extra forward calls.
     """
     suspects = np.flatnonzero(np.any(_failing(analytical, found.numerical, slack, rtol, atol), axis=0))
     if x.dtype == np.float64 or suspects.size == 0:
-        return slack, 0, suspects[:0]
+        return slack, 0
     columns = np.arange(x.size) if columns is None else np.asarray(columns)
     slack = slack.copy()
     work = x.astype(np.float64).reshape(-1)
@@ -73,7 +72,7 @@ def remeasure_in_float64(forward, x, found: Differences, grads, analytical, slac
             returned = np.asarray(forward(trial.reshape(x.shape)))
             calls += 1
             if returned.dtype != np.float64 or returned.size != grads.shape[1]:
-                return slack, calls, suspects[:0]  # this forward does not compute in float64
+                return slack, calls  # this forward does not compute in float64
             outputs.append(returned.astype(np.float64))
         values, sums = contract(outputs[0], outputs[1], grads, magnitudes)
         width = abs(float(found.width.reshape(-1)[i]))
@@ -81,4 +80,4 @@ def remeasure_in_float64(forward, x, found: Differences, grads, analytical, slac
         agrees = ~_failing(analytical[:, i], n64, noise64, rtol, atol)
         measured = np.abs(found.numerical[:, i] - n64) * (1 + rtol) + noise64
         slack[:, i] = np.where(agrees, np.maximum(slack[:, i], measured), slack[:, i])
-    return slack, calls, suspects
+    return slack, calls

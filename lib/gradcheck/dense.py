@@ -70,7 +70,7 @@ def _arithmetic_slack(forward, x, work, out_shape, grads, eps, out_dtype, analyt
     if suspects.size == 0:
         return slack, 0
     again = _central_differences(forward, x, work, out_shape, grads, eps, out_dtype, indices=suspects)
-    rows, calls, _ = remeasure_in_float64(forward, x, again, grads, analytical[:, suspects], rounding_slack(again),
+    rows, calls = remeasure_in_float64(forward, x, again, grads, analytical[:, suspects], rounding_slack(again),
                                           rtol=rtol, atol=atol, columns=suspects)
     slack[:, suspects] = rows
     return slack, again.forward_calls + calls
@@ -199,7 +199,7 @@ def confirm_elements(forward, x, grad_output, analytical, indices, *, rtol, atol
     a = np.asarray(analytical, dtype=np.float64).reshape(1, -1)[:, indices]
     slack, extra = np.zeros_like(numerical), 0
     if not strict:
-        slack, extra, _ = remeasure_in_float64(forward, x, found, grads, a, rounding_slack(found), rtol=rtol,
+        slack, extra = remeasure_in_float64(forward, x, found, grads, a, rounding_slack(found), rtol=rtol,
                                                atol=atol, columns=indices)
     tolerance = tolerance_for(a[0], numerical[0], rtol, atol) + slack[0]
     return numerical[0], tolerance, width, found.forward_calls + extra
