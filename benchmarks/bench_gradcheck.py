@@ -33,8 +33,8 @@ import warnings
 import numpy as np
 
 from lib.dropout import dropout, dropout_backward
-from lib.fastcheck import check_gradient_fast
 from lib.gradcheck import check_gradient
+from lib.gradcheck.fast import check_gradient_fast
 
 P = 0.3
 MASK_SEED = 42

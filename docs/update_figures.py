@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nbformat
 
-from lib.report import figures
+from lib.workbook.report import figures
 
 HERE = Path(__file__).resolve().parent
 NOTEBOOKS = HERE.parent / "notebooks"

@@ -3,7 +3,7 @@
 Public pieces:
     lib.dropout    dropout / dropout2d, forward and backward
     lib.gradcheck  check_gradient, numerical_gradient, GradCheckResult
-    lib.fastcheck  check_gradient_fast: random projections and group-testing localisation
+    lib.gradcheck.fast  check_gradient_fast: random projections and group-testing localisation
     lib.diagnose   diagnose: why a check failed
     lib.replica    run_original_test: the original failing test, switch by switch
     lib.catalogue  ordinary layers, correct and with real bugs, to measure a checker against
@@ -21,13 +21,13 @@ except ModuleNotFoundError as missing:
     raise ModuleNotFoundError(_message, name=missing.name) from None
 
 from lib.dropout import dropout, dropout2d, dropout2d_backward, dropout_backward
-from lib.fastcheck import FastCheckResult, check_gradient_fast
 from lib.gradcheck import (
     GradCheckResult,
     GradientCheckError,
     check_gradient,
     numerical_gradient,
 )
+from lib.gradcheck.fast import FastCheckResult, check_gradient_fast
 from lib.replica import replay_original_test, run_original_test
 
 __all__ = [

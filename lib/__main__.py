@@ -1,7 +1,7 @@
-"""`python -m lib`: see lib.cli."""
+"""`python -m lib`: see lib.workbook.cli."""
 
 import sys
 
-from lib.cli import main
+from lib.workbook.cli import main
 
 sys.exit(main())

@@ -31,8 +31,8 @@ import matplotlib as mpl
 import numpy as np
 from matplotlib.colors import ListedColormap
 
-from lib.plots import FAIL_COLOR, PASS_COLOR
 from lib.replica import ORIGINAL, SWITCHES, matches_reported, replay_original_test
+from lib.workbook.plots import FAIL_COLOR, PASS_COLOR
 
 #: Colour of a cell that reproduces the reported failure exactly.
 REPORTED_COLOR = "#5b2a86"

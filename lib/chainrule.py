@@ -27,7 +27,7 @@ from matplotlib.patches import Rectangle
 
 from lib import _checks
 from lib.gradcheck import default_step
-from lib.plots import FAIL_COLOR, NEUTRAL_COLOR, PASS_COLOR, plot_jacobian
+from lib.workbook.plots import FAIL_COLOR, NEUTRAL_COLOR, PASS_COLOR, plot_jacobian
 
 #: "close" in a comparison table: |ours - reference| <= CLOSE_ATOL + CLOSE_RTOL * |reference|.
 #: Central differences in float64 with steps near 1e-5 are good to about 1e-11 relative;

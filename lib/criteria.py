@@ -20,8 +20,8 @@ import numpy as np
 
 from lib.dropout import dropout, dropout2d, dropout2d_backward, dropout_backward
 from lib.gradcheck import GradCheckResult, check_gradient
-from lib.plots import FAIL_COLOR
 from lib.replica import ORIGINAL, MojoRandom, original_dropout, replay_original_test, test_values
+from lib.workbook.plots import FAIL_COLOR
 
 #: The original test's tolerances; the fix must pass with these, not looser ones.
 RTOL, ATOL = ORIGINAL["rtol"], ORIGINAL["atol"]

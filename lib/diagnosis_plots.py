@@ -28,8 +28,8 @@ from lib import _checks
 from lib.diagnose import CODES, Diagnosis, diagnose
 from lib.dropout import dropout, dropout_backward
 from lib.mutants import CATALOGUE, SHORT_CODES, Entry, Outcome, Problem
-from lib.plots import FAIL_COLOR
 from lib.replica import GlobalRNG, original_dropout, test_values
+from lib.workbook.plots import FAIL_COLOR
 
 # --------------------------------------------------------------------------
 # The original test as a forward/backward pair

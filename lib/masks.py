@@ -25,8 +25,8 @@ from matplotlib.ticker import FixedLocator, MaxNLocator
 from lib import _checks
 from lib.dropout import dropout
 from lib.gradcheck import GradCheckResult, tolerance_for
-from lib.plots import FAIL_COLOR, PASS_COLOR, mask_agreement, plot_mask_agreement
 from lib.replica import GlobalRNG, ReplicaRun, original_dropout
+from lib.workbook.plots import FAIL_COLOR, PASS_COLOR, mask_agreement, plot_mask_agreement
 
 #: The replica's two seeding modes, as the `rng` switch spells them.
 RNG_MODES = ("reseed", "global")

@@ -2,7 +2,7 @@
 
 A dense check (`lib.gradcheck.check_gradient`) moves one element at a time, so
 it calls forward twice per element: 2N calls (and one more at x itself, to
-learn the output's shape). The fast check (`lib.fastcheck.check_gradient_fast`)
+learn the output's shape). The fast check (`lib.gradcheck.fast.check_gradient_fast`)
 moves every element at once along a random sign direction and costs two calls
 per probe, whatever N is. When a probe fails, group testing finds a single
 wrong element in about 2 log2 N more calls.
@@ -27,10 +27,10 @@ import numpy as np
 
 from lib import _checks
 from lib.dropout import dropout, dropout_backward
-from lib.fastcheck import FastCheckResult, check_gradient_fast, hoeffding_multiplier
 from lib.gradcheck import check_gradient, default_step
-from lib.plots import FAIL_COLOR, NEUTRAL_COLOR, PASS_COLOR
+from lib.gradcheck.fast import FastCheckResult, check_gradient_fast, hoeffding_multiplier
 from lib.replica import GlobalRNG, original_dropout, test_values
+from lib.workbook.plots import FAIL_COLOR, NEUTRAL_COLOR, PASS_COLOR
 
 MODES = ("dense", "fast")
 DENSE_COLOR = "#264653"

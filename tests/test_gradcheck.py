@@ -727,7 +727,7 @@ def test_an_infinite_analytical_gradient_fails_although_inf_is_within_an_infinit
 
 
 def test_mode_fast_dispatches_to_the_projection_check_and_bad_modes_are_refused():
-    from lib.fastcheck import FastCheckResult
+    from lib.gradcheck.fast import FastCheckResult
 
     x = np.linspace(-1.0, 1.0, 50)
     result = check_gradient(np.tanh, lambda g, v: g * (1 - np.tanh(v) ** 2), x, np.ones_like(x), mode="fast")
@@ -840,7 +840,7 @@ def test_probes_are_seeded_and_repeatable():
 ])
 def test_fast_mode_and_diagnose_refuse_the_same_bad_values(mode, forward, backward, x, error, message):
     from lib.diagnose import diagnose
-    from lib.fastcheck import check_gradient_fast
+    from lib.gradcheck.fast import check_gradient_fast
 
     run = check_gradient_fast if mode == "fast" else diagnose
     with pytest.raises(error, match=re.escape(message)):

@@ -11,7 +11,7 @@ import nbformat
 import papermill
 import pytest
 
-from lib import workbook
+import lib.workbook.runner as workbook
 
 NOTEBOOKS = workbook.discover()
 ROOT = Path(__file__).resolve().parent.parent

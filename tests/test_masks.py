@@ -22,8 +22,8 @@ from lib.masks import (
     replica_masks,
     split_forward_masks,
 )
-from lib.plots import FAIL_COLOR
 from lib.replica import mojo_random_float64, replay_original_test
+from lib.workbook.plots import FAIL_COLOR
 
 # Imported through the module: a bare `test_values` name would be collected as a test.
 X32 = np.array(replica.test_values(5), dtype=np.float32)

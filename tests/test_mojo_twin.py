@@ -12,8 +12,8 @@ import os
 
 import pytest
 
-from lib import cli
 from lib.replica import twin
+from lib.workbook import cli
 
 MUST_RUN = os.environ.get("WORKBOOK_REQUIRE_MOJO") == "1"
 

@@ -1,4 +1,4 @@
-"""lib.playground: the state, the replica pair, the evidence render() draws, and the control wiring."""
+"""lib.workbook.playground: the state, the replica pair, the evidence render() draws, and the control wiring."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from lib.playground import (
+from lib.replica import ORIGINAL, REPORTED, replay_original_test, test_values
+from lib.workbook.playground import (
     SWITCH_NAMES,
     State,
     build_playground,
@@ -15,7 +16,6 @@ from lib.playground import (
     render,
     replica_pair,
 )
-from lib.replica import ORIGINAL, REPORTED, replay_original_test, test_values
 
 
 def test_default_state_is_the_original_test():

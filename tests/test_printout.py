@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from lib.cli import main
-from lib.printout import print_diagnostic
+from lib.replica.printout import print_diagnostic
+from lib.workbook.cli import main
 
 
 def _printout(**switches) -> tuple[int, str]:

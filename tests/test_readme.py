@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lib.report import figures
+from lib.workbook.report import figures
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

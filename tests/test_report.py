@@ -19,8 +19,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from notebook_factory import write_notebook
 
-from lib import report
-from lib.cli import main
+from lib.workbook import report
+from lib.workbook.cli import main
 
 FIGURE = "fig, ax = plt.subplots()\nax.plot([0, 1], [{a}, {b}])\nax.set_title('figure {a}')\nplt.show()"
 
@@ -40,7 +40,7 @@ def built(tmp_path_factory):
     _notebook(books / "01_figures.ipynb", "01 · Figures of `x`",
               ["import matplotlib.pyplot as plt", FIGURE.format(a=1, b=2) + "\n" + FIGURE.format(a=3, b=4),
                "print('between')", FIGURE.format(a=5, b=6)],
-              "from lib.verdict import Verdict\nVerdict('REFUTED', f'seed was {seed}').show()")
+              "from lib.workbook.verdict import Verdict\nVerdict('REFUTED', f'seed was {seed}').show()")
     # 02: no figure, a widget (whose view the report replaces)
     _notebook(books / "02_widget.ipynb", "02 · A widget, no figure",
               ["import ipywidgets\nfrom IPython.display import display\ndisplay(ipywidgets.IntSlider(value=3))"])

@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lib.dropout import dropout
-from lib.fastcheck import check_gradient_fast, hoeffding_multiplier
 from lib.gradcheck import check_gradient
+from lib.gradcheck.fast import check_gradient_fast, hoeffding_multiplier
 from lib.replica import test_values
 from lib.scaling import (
     CallCounter,

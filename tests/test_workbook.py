@@ -13,8 +13,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from notebook_factory import write_notebook
 
-from lib import workbook
-from lib.cli import main
+import lib.workbook.runner as workbook
+from lib.workbook.cli import main
 
 
 def _notebook(path: Path, parameters: str, body: str, verdict: str | None = None) -> Path:
@@ -28,7 +28,7 @@ def tiny_workbook(tmp_path):
     folder.mkdir()
     _notebook(folder / "01_first.ipynb", 'seed: int = 42  # RNG seed\np: float = 0.3  # drop probability',
               "value = seed * 2\nprint(value)",
-              "from lib.verdict import Verdict\nVerdict('REFUTED' if seed == 42 else 'CONFIRMED', "
+              "from lib.workbook.verdict import Verdict\nVerdict('REFUTED' if seed == 42 else 'CONFIRMED', "
               "f'seed was {seed}').show()")
     _notebook(folder / "02_second.ipynb", "boom: bool = False  # raise on purpose\nseed: int = 1  # RNG seed",
               "if boom:\n    raise RuntimeError('planted failure')\nprint('fine')")
@@ -211,7 +211,7 @@ def test_widget_views_are_stored_as_plain_text_only():
     (["--parameter", "seed", "7"], ("seed", "7")),
 ])
 def test_parameters_take_name_value_name_equals_value_and_negative_numbers(argv, expected):
-    from lib.cli import _joined_parameters, build_parser
+    from lib.workbook.cli import _joined_parameters, build_parser
 
     args = build_parser().parse_args(["run", *_joined_parameters(argv)])
     assert [workbook.split_parameter(p) for p in args.parameter] == [expected]
@@ -253,7 +253,7 @@ def test_the_command_line_without_numpy_says_what_to_install(tmp_path):
 
 
 def test_every_run_leaves_a_summary_with_full_verdicts_parameters_and_versions(tmp_path):
-    from lib.cli import main
+    from lib.workbook.cli import main
 
     (tmp_path / "nb").mkdir()
     long_reason = "a reason " * 20
@@ -279,7 +279,7 @@ def test_every_run_leaves_a_summary_with_full_verdicts_parameters_and_versions(t
 
 
 def test_an_output_folder_that_cannot_be_written_is_refused_before_any_kernel_starts(tmp_path, capsys):
-    from lib.cli import main
+    from lib.workbook.cli import main
 
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -307,7 +307,7 @@ def test_update_sources_writes_no_temporary_notebook_where_pytest_would_collect_
 
 
 def test_a_notebook_the_runner_will_not_run_is_named_in_a_warning(tmp_path, capsys):
-    from lib.cli import main
+    from lib.workbook.cli import main
 
     write_notebook(tmp_path / "01_ok.ipynb", "n: int = 1  # a number", ["print(n)"])
     write_notebook(tmp_path / "02 with space.ipynb", "n: int = 1  # a number", ["print(n)"])

@@ -13,9 +13,9 @@ import nbformat
 import numpy as np
 import pytest
 
-from lib import workbook
-from lib.cli import main
+import lib.workbook.runner as workbook
 from lib.replica import SWITCHES, matches_reported, replay_original_test, test_values
+from lib.workbook.cli import main
 
 pytestmark = pytest.mark.slow
 

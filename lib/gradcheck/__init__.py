@@ -34,7 +34,7 @@ loop), `arithmetic` (the noise term), `result` (GradCheckResult and its report),
 a private copy and restores each element in a `finally` block.
 """
 
-from lib.gradcheck.dense import check_gradient
+from lib.gradcheck.check import check_gradient
 from lib.gradcheck.differences import _call_forward, _validated_inputs, numerical_gradient
 from lib.gradcheck.result import (
     MAX_REPORTED_ELEMENTS,
@@ -42,6 +42,7 @@ from lib.gradcheck.result import (
     GradCheckResult,
     GradientCheckError,
     build_result,
+    diagnosis_hint,
     format_element_table,
     tolerance_for,
     tolerance_line,
@@ -51,5 +52,5 @@ from lib.gradcheck.steps import _realised_points, default_step
 __all__ = [
     "MAX_REPORTED_ELEMENTS", "PASS_RULES", "GradCheckResult", "GradientCheckError", "_call_forward",
     "_realised_points", "_validated_inputs", "build_result", "check_gradient", "default_step",
-    "format_element_table", "numerical_gradient", "tolerance_for", "tolerance_line",
+    "diagnosis_hint", "format_element_table", "numerical_gradient", "tolerance_for", "tolerance_line",
 ]

@@ -1,17 +1,16 @@
-"""check_gradient: the dense checker, every element differenced (2N forward calls)."""
+"""The dense mode: every element differenced (2N forward calls), its rounding measured where it matters."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from lib import _checks
 from lib.gradcheck.arithmetic import plain_failures, remeasure_in_float64, rounding_slack
 from lib.gradcheck.differences import (
     _central_differences,
     _validated_inputs,
     check_returned,
 )
-from lib.gradcheck.result import GradCheckResult, GradientCheckError, build_result, tolerance_for
+from lib.gradcheck.result import GradCheckResult, build_result, tolerance_for
 
 
 def probe_gradients(shape, dtype, count: int, seed: int) -> np.ndarray:
@@ -76,66 +75,7 @@ def _arithmetic_slack(forward, x, work, out_shape, grads, eps, out_dtype, analyt
     return slack, again.forward_calls + calls
 
 
-def check_gradient(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, eps=None,
-                   raise_on_failure=True, mode="dense", probes=None, strict=False, probe_seed=0,
-                   explain=True) -> GradCheckResult:
-    """Check backward against central differences of forward.
-
-    mode="dense" (default) differences every element: 2N forward calls. The
-    same output differences are also contracted with `probes` random upstream
-    gradients (one backward call each, no extra forward call), so a backward
-    that ignores, squares or misreads grad_output fails even when grad_output
-    is all ones. mode="fast" checks `probes` random projections in 2*probes
-    forward calls and localises failing elements by group testing (see
-    lib.fastcheck.check_gradient_fast).
-
-    Args:
-        forward: forward(x) -> y, any output shape; must be deterministic.
-        backward: backward(grad_output, x) -> grad_x of x's shape.
-        x: finite floating array (float16/32/64), never modified.
-        grad_output: array of y's shape; the loss is sum(y * grad_output).
-        rtol, atol: an element passes when |a - n| <= atol + rtol * max(|a|, |n|) + noise,
-            noise measured only for elements that fail without it (lib.gradcheck.arithmetic).
-        eps: half-step; None picks a dtype-aware relative step.
-        raise_on_failure: raise GradientCheckError (with `.result`) on failure.
-        mode: "dense" or "fast".
-        probes: random upstream gradients (dense, default 1) or projections (fast, default 2).
-        strict: True drops the rounding allowance: the plain rule above.
-        probe_seed: seed of the dense probes (reported with the result).
-        explain: on failure, append lib.diagnose's findings to the message (extra calls
-            of forward and backward, about 2N + 5 and 10); False skips them.
-
-    Returns:
-        GradCheckResult with per-element analytical, numerical, tolerance, noise, step,
-        and one GradCheckResult per probe in `.probe_results`.
-    """
-    _checks.choice(mode, "mode", ("dense", "fast"))
-    _checks.callable_arg(backward, "backward")
-    raise_on_failure = _checks.boolean(raise_on_failure, "raise_on_failure")
-    probes = _checks.positive_int(probes if probes is not None else (2 if mode == "fast" else 1), "probes",
-                                  low=1 if mode == "fast" else 0)
-    if mode == "fast":
-        from lib.fastcheck import check_gradient_fast  # lib.fastcheck imports this module
-
-        return check_gradient_fast(forward, backward, x, grad_output, probes=probes, rtol=rtol, atol=atol,
-                                   eps=eps, raise_on_failure=raise_on_failure)
-    rtol = _checks.non_negative(rtol, "rtol")
-    atol = _checks.non_negative(atol, "atol")
-    strict = _checks.boolean(strict, "strict")
-    probe_seed = _checks.positive_int(probe_seed, "probe_seed", low=0, high=2**63 - 1)
-    if eps is not None:
-        _checks.positive_step(eps)
-    outcome = _dense_check(forward, backward, x, grad_output, rtol=rtol, atol=atol, eps=eps, probes=probes,
-                           strict=strict, probe_seed=probe_seed)
-    if not outcome.passed and raise_on_failure:
-        lines = [outcome.report()]
-        if explain:
-            lines += _explanation(forward, backward, x, grad_output, rtol=rtol, atol=atol, eps=eps)
-        raise GradientCheckError(outcome, "\n".join(lines))
-    return outcome
-
-
-def _dense_check(forward, backward, x, given, *, rtol, atol, eps, probes, strict, probe_seed) -> GradCheckResult:
+def dense_check(forward, backward, x, given, *, rtol, atol, eps, probes, strict, probe_seed) -> GradCheckResult:
     """The dense check on validated settings: analytical sides, one loop, noise where needed."""
     x, work, out_shape, grad64, out_dtype = _validated_inputs(forward, x, given)
     guard = _Guard(x, np.asarray(given))
@@ -160,18 +100,6 @@ def _dense_check(forward, backward, x, given, *, rtol, atol, eps, probes, strict
                             input_mutated=bool(notes), notes=notes, probes=probe_results)
 
     return result(0, tuple(guard.notes), tuple(result(k) for k in range(1, probes + 1)))
-
-
-def _explanation(forward, backward, x, grad_output, **settings) -> list[str]:
-    try:
-        # Imported here: lib.diagnose imports this module. diagnose never calls
-        # check_gradient, and inside a running diagnosis failure_lines returns
-        # nothing, so this cannot recurse.
-        from lib.diagnose import failure_lines
-
-        return failure_lines(forward, backward, x, grad_output, **settings)
-    except Exception as error:  # a broken diagnosis must not hide the failure it explains
-        return [f"Diagnosis unavailable ({type(error).__name__}: {error})"]
 
 
 def confirm_elements(forward, x, grad_output, analytical, indices, *, rtol, atol, eps=None, strict=False,

@@ -29,9 +29,9 @@ from pathlib import Path
 
 from lib import _checks
 from lib.replica import SWITCHES
-from lib.verdict import parse_verdict
+from lib.workbook.verdict import parse_verdict
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOK_NAME = re.compile(r"^(\d{2})_[\w-]+\.ipynb$")
 KERNEL_NAME = "python3"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -361,8 +361,8 @@ def execute(source: Path, output: Path, parameters: dict) -> NotebookRun:
 
 
 def export_html(run: NotebookRun) -> Path:
-    """Write run.output as self-contained HTML (figures embedded as data URIs); see lib.report."""
-    from lib.report import export_notebook
+    """Write run.output as self-contained HTML (figures embedded as data URIs); see lib.workbook.report."""
+    from lib.workbook.report import export_notebook
 
     return export_notebook(run.output)
 

@@ -10,8 +10,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from lib import _checks, replica, report, summary, workbook
+from lib import _checks, replica
 from lib.replica import twin
+from lib.workbook import report, summary
+from lib.workbook import runner as workbook
 
 
 def _add_diagnose(commands) -> None:
@@ -117,7 +119,7 @@ def _mojo(args) -> int:
 
 
 def _diagnose(args) -> int:
-    from lib.printout import print_diagnostic
+    from lib.replica.printout import print_diagnostic
 
     switches = {name: getattr(args, name) for name in ("test", "checker", "dtype", "seed", "eps", "rtol", "atol",
                                                        "rng", "forward", "backward_mask", "divide_by")}

@@ -16,7 +16,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from lib.report import notebook_title
+from lib.workbook.report import notebook_title
 
 PROJECT = "dropout-gradcheck-workbook"
 

@@ -6,12 +6,12 @@ size, and the replica's switches (`lib.replica.SWITCHES`). `render(state)`
 does all the work for that setting and draws it:
 
     mask agreement     the masks of `n_calls` forward calls against the mask the
-                       backward multiplies by (lib.plots.plot_mask_agreement);
+                       backward multiplies by (lib.workbook.plots.plot_mask_agreement);
     error vs step      the replica test's worst relative error for a sweep of
                        steps, dividing by the nominal and by the realised step
                        (lib.precision.replica_error_vs_step);
     error vs tolerance the replica run's per-element |a - n| against its pass band
-                       (lib.plots.plot_error_against_tolerance);
+                       (lib.workbook.plots.plot_error_against_tolerance);
     diagnosis          lib.diagnose.diagnose on the replica's forward/backward pair.
 
 `render` needs no widgets; `build_playground(state)` wires ipywidgets controls
@@ -30,14 +30,6 @@ import numpy as np
 from lib import _checks
 from lib.diagnose import Diagnosis, diagnose
 from lib.dropout import dropout_backward
-from lib.plots import (
-    DROPPED_COLOR,
-    FAIL_COLOR,
-    PASS_COLOR,
-    plot_error_against_tolerance,
-    plot_error_vs_step,
-    plot_mask_agreement,
-)
 from lib.precision import relative_error, replica_error_vs_step
 from lib.replica import (
     ORIGINAL,
@@ -48,6 +40,14 @@ from lib.replica import (
     original_dropout,
     replay_original_test,
     test_values,
+)
+from lib.workbook.plots import (
+    DROPPED_COLOR,
+    FAIL_COLOR,
+    PASS_COLOR,
+    plot_error_against_tolerance,
+    plot_error_vs_step,
+    plot_mask_agreement,
 )
 
 #: The replica switches the playground exposes (dtype is a control of its own).

@@ -130,17 +130,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lib import _checks
-from lib.gradcheck import (
+from lib.gradcheck.dense import confirm_elements, probe_gradients
+from lib.gradcheck.differences import check_returned, numeric_output, require_finite
+from lib.gradcheck.result import (
     MAX_REPORTED_ELEMENTS,
     GradCheckResult,
     GradientCheckError,
-    _realised_points,
-    default_step,
+    diagnosis_hint,
     format_element_table,
     tolerance_line,
 )
-from lib.gradcheck.dense import confirm_elements, probe_gradients
-from lib.gradcheck.differences import check_returned, numeric_output, require_finite
+from lib.gradcheck.steps import _realised_points, default_step
 
 #: Probability that a backward which passes the dense rule everywhere fails the fast check.
 FALSE_ALARM = 1e-6
@@ -159,11 +159,6 @@ RANDOM_UPSTREAM = 2
 #: How many failing elements a failed fast check tracks down by default.
 DEFAULT_LOCALISE = 3
 
-#: A failure raised for an x of at most this many elements ends with lib.diagnose's
-#: findings, as in the dense mode. A diagnosis costs about one dense pass (2 forward
-#: calls per element), which would defeat the fast mode on a larger x: above this
-#: size the message says how to get one instead.
-DIAGNOSE_MAX_SIZE = 4096
 
 # Unit roundoff of float64, for the accumulation error of each dot product.
 _U64 = 2.0**-53
@@ -345,7 +340,7 @@ class FastCheckResult(GradCheckResult):
             tolerance_line(self),
             f"Fast mode: {n_failed_probes} of {self.probes} random projections failed (seed {self.seed}); "
             "each compares a.d with grad_output.(f(x+) - f(x-)) along the realised step d,",
-            f"with a tolerance derived from the pass rule and the rounding budget (lib.fastcheck){blind}",
+            f"with a tolerance derived from the pass rule and the rounding budget (lib.gradcheck.fast){blind}",
             format_probe_table(self),
         ]
         measured = np.flatnonzero(self.measured.ravel())
@@ -1009,11 +1004,8 @@ def check_gradient_fast(forward, backward, x, grad_output, *, probes=DEFAULT_PRO
         seed: seed of the checker's own Generator (never the global RNG); the
             same seed gives the same probes. None draws fresh OS entropy.
         localise: how many failing elements to track down (0: none).
-        raise_on_failure: raise GradientCheckError (with `.result`) on failure. Its
-            message is the report followed, as in the dense mode, by
-            lib.diagnose's findings (most likely cause first) when x has at most
-            DIAGNOSE_MAX_SIZE elements (a diagnosis costs about one dense pass);
-            above that, by a line saying how to get them.
+        raise_on_failure: raise GradientCheckError (with `.result`) on failure; its
+            message is the report and a line saying how to ask lib.diagnose why.
 
     Returns:
         FastCheckResult: per-probe values (shape (probes,)), per-element
@@ -1150,37 +1142,14 @@ def check_gradient_fast(forward, backward, x, grad_output, *, probes=DEFAULT_PRO
         mutated_by=_writers(forward_wrote, backward_wrote),
     )
     if not result.passed and raise_on_failure:
-        lines = _diagnosis_lines(result, forward, backward, x, grad_output, rtol=rtol, atol=atol, eps=eps)
-        raise GradientCheckError(result, "\n".join([result.report(), *lines]))
+        hint = diagnosis_hint(x.size, result.failing_indices)
+        raise GradientCheckError(result, "\n".join([result.report(), hint]))
     return result
 
 
 def _writers(forward_wrote: bool, backward_wrote: bool) -> str:
     """Who wrote into the array it was given, for FastCheckResult.mutated_by."""
     return " and ".join(who for who, wrote in (("forward", forward_wrote), ("backward", backward_wrote)) if wrote)
-
-
-def _diagnosis_lines(result: FastCheckResult, forward, backward, x, grad_output, *, rtol, atol, eps) -> list[str]:
-    """What a raised failure appends to its report: lib.diagnose's findings, as in the dense mode,
-    for an x of at most DIAGNOSE_MAX_SIZE elements; above that, one line on how to get them."""
-    if x.size > DIAGNOSE_MAX_SIZE:
-        found = result.failing_indices
-        around = f" around the localised element{'s' if found.size > 1 else ''} {found.tolist()}" if found.size else ""
-        return [
-            f"Diagnosis skipped: x has {x.size} elements, more than DIAGNOSE_MAX_SIZE = {DIAGNOSE_MAX_SIZE} "
-            "(a diagnosis costs about one dense pass, 2 forward calls per element); for the cause, call "
-            f"lib.diagnose.diagnose(forward, backward, x, grad_output) on a slice of x{around} "
-            "small enough to reproduce the failure, or raise lib.fastcheck.DIAGNOSE_MAX_SIZE"
-        ]
-    try:
-        # Imported here: lib.diagnose imports lib.gradcheck, which imports this
-        # module lazily. Inside a running diagnosis failure_lines returns
-        # nothing, so this cannot recurse.
-        from lib.diagnose import failure_lines
-
-        return failure_lines(forward, backward, x, grad_output, rtol=rtol, atol=atol, eps=eps)
-    except Exception as error:  # a broken diagnosis must not hide the failure it explains
-        return [f"Diagnosis unavailable ({type(error).__name__}: {error})"]
 
 
 def _localisation_notes(lam, root, leaves, a_flat, localise, stopped, *, rtol, atol) -> list[str]:
