@@ -1,0 +1,75 @@
+"""Why did a gradient check fail? An evidence-based diagnosis of a forward/backward pair.
+
+`diagnose(forward, backward, x, grad_output)` runs the check that
+`lib.gradcheck.check_gradient` runs, then gathers cheap evidence about the
+pair and names the most likely cause:
+
+    code                      what the evidence looks like
+    ok                        the check passes and nothing else is wrong
+    nondeterministic-forward  forward at the same x gives different outputs
+    mask-mismatch             backward is a correct dropout-style gradient,
+                              but under a different keep/drop pattern
+    wrong-backward            backward is not the forward's vector-Jacobian
+                              product (a constant factor, identity, ignoring
+                              or mishandling grad_output, or no pattern)
+    precision                 the mismatch disappears with the realised step,
+                              the dtype-aware step, or in float64, and is
+                              either within the finite-difference budget of
+                              the dtype and step (rounding) or, with no jump
+                              within the step, truncation at a kink or bend
+    input-mutation            forward or backward writes into an array it is given
+
+The evidence, all from calls of the user's own functions:
+
+1. Determinism: forward at the same x, three times (before and after all the
+   other calls), compared bit for bit; backward twice with the same arguments.
+2. Mutation: every call gets a private copy, compared with the original after
+   the call. The caller's arrays are never passed in, so never changed.
+3. Probes: besides the user's grad_output, two random ones (from a Generator
+   seeded by `seed`). A backward that ignores grad_output passes a check with
+   all ones, but not one with random weights. Linearity is tested exactly:
+   backward(-2 g) must equal -2 backward(g), since scaling by -2 is exact in
+   binary floating point.
+4. One central-difference pass yields the numerical gradient for all probes
+   at once, and, when forward maps n elements to n elements, its local slopes
+   d out_i / d x_i and whether any other output moved (elementwise or not).
+5. Precision: if the check fails, it is repeated with the realised step (free:
+   the same differences), with the dtype-aware step (if `eps` was given), and
+   in float64 (x upcast). A mismatch that vanishes with the realised step is
+   rounding of x+eps and x-eps. One that vanishes at another step or in
+   float64 is rounding only if the failing pass missed by no more than a few
+   times its budget: machine eps times the size of the outputs that moved,
+   over the step, plus a smooth function's truncation error. Beyond that the
+   other pass only used a step that misses what this one straddles: the
+   worst element is searched for a jump (below); with none, it is truncation
+   at a step too coarse for the forward (a kink, or sharp curvature).
+6. Attribution of a real error, in float64 where possible. First the
+   probe-based tests of the backward (repeatable, depends on grad_output
+   unless it is all zeros, linear, not the identity), then a search for a jump
+   in the forward at the worst element, since one difference quotient across
+   a jump makes every slope meaningless: the step is bisected towards the
+   half that holds the larger change; a continuous function's change soon
+   splits between the halves, a jump's never does (a mask that depends on
+   x's values if other outputs switch between zero and nonzero across it,
+   else a discontinuity). Then the forward's local slopes give its keep
+   pattern (zero vs nonzero slope), the backward's slopes (backward(r) / r)
+   give the backward's. Equal patterns with a constant ratio mean a wrong
+   factor; dropout-like patterns with the same scale but different support
+   mean a mask mismatch.
+
+The package: `findings` (codes, Finding, Diagnosis), `evidence` (calling the
+user's functions, one dense pass), `patterns` (reading slopes and masks),
+`jumps` (a jump inside the step), `precision` (budgets, precision findings),
+`rules` (the ordered rule table that attributes a real error), `run`
+(diagnose itself). Nothing here is called by lib.gradcheck: a failing check
+says how to call `diagnose`, and the caller decides to pay for it.
+
+The cost is one dense check (2 forward calls per element of x), plus one or
+two more when the check fails, plus at most 17 forward calls at single points
+(3 at x, up to 14 in one jump search) and 5 backward calls per dense pass.
+"""
+
+from lib.diagnose.findings import CODES, HYPOTHESES, Diagnosis, Finding, Trial
+from lib.diagnose.run import DIVIDE_BY, diagnose
+
+__all__ = ["CODES", "DIVIDE_BY", "HYPOTHESES", "Diagnosis", "Finding", "Trial", "diagnose"]

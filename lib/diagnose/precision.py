@@ -1,0 +1,172 @@
+"""Is a failure the arithmetic's fault? Finite-difference budgets and the precision findings.
+
+A failure that another step or float64 resolves is rounding only when it is
+within a few times its budget (rounding of the outputs over the step plus a
+smooth function's truncation); beyond that the step straddles something the
+other pass does not reach: a jump (jumps.py) or a kink.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lib.diagnose.evidence import Pass, Session
+from lib.diagnose.findings import Finding, finding
+from lib.diagnose.jumps import jump_finding, locate_jump
+from lib.diagnose.patterns import EXACT
+
+# A failure that another step or float64 resolves counts as rounding only
+# when it is within this many times its finite-difference budget (see
+# _budget_excess). Correct pairs in float16 and float32 stay below 4 (the
+# catalogue's precision entries below 1); a unit jump inside float32's step
+# misses by ~4e4, a kink by ~1e4, tanh(50 x) by ~1e3.
+_BUDGET_MULTIPLE = 10.0
+
+# Relative agreement that float64 central differences at the dtype-aware step
+# reach with ease (~1e-10); a float64 mismatch below it is a tolerance set
+# tighter than finite differences can resolve, not a wrong gradient.
+_FLOAT64_BUDGET = 1e-6
+
+
+def budget_excess(pass_: Pass) -> tuple[float, int, int]:
+    """How many times its finite-difference budget the pass's worst failing element misses by.
+
+    The budget of numerical[k, i] is what a correct gradient can be off by:
+    rounding of the outputs (`noise`), the exact effect of dividing by the
+    nominal rather than the realised step, a smooth function's truncation
+    error, taken as (eps / max(1, |x|))^2 relative (a function that bends on
+    the scale of x itself), and a few units of the dtype for the backward's
+    own rounding. Returns (multiple, probe, flat index) of the worst failing
+    element; multiple 0 when no element fails. An element whose step collapsed
+    (x+eps and x-eps stored as the same value) has no limit: nothing at all
+    can be measured there.
+    """
+    a, n = pass_.analytical, pass_.numerical
+    failing = pass_.ratios() > 1.0
+    if not failing.any():
+        return 0.0, 0, 0
+    unit = float(np.finfo(pass_.dtype).eps)
+    relative_step = pass_.half / np.maximum(1.0, np.abs(pass_.x.reshape(-1).astype(np.float64)))
+    with np.errstate(invalid="ignore"):
+        width_error = np.abs(pass_.realised - n)
+    width_error[np.isnan(width_error)] = np.inf
+    budget = pass_.noise + width_error + (relative_step ** 2 + 4.0 * unit) * np.maximum(np.abs(a), np.abs(n))
+    error = np.abs(a - n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        multiple = np.where(np.isinf(budget), 0.0, error / budget)
+    multiple[np.isnan(multiple)] = np.inf  # non-finite gradients: no budget covers them
+    multiple[~failing] = 0.0
+    k, i = np.unravel_index(int(np.argmax(multiple)), multiple.shape)
+    return float(multiple[k, i]), int(k), int(i)
+
+
+def float64_within_budget(pass_: Pass) -> tuple[bool, float]:
+    """float64 agreement far below any sane tolerance: the tolerance, not the gradient, is wrong."""
+    a, n = pass_.analytical, pass_.realised
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(n))):
+        return False, np.inf
+    scale = max(float(np.max(np.abs(a))), float(np.max(np.abs(n))), 1e-300)
+    rel = np.abs(a - n) / (np.abs(a) + np.abs(n) + EXACT * scale)
+    worst = float(np.max(rel))
+    return worst <= _FLOAT64_BUDGET, worst
+
+
+def precision_finding(first: Pass, resolved_by: str, resolving: Pass | None, worst_rel: float,
+                       eps, multiple: float = np.nan) -> Finding:
+    before = first.trial().user
+    budget = ("" if np.isnan(multiple) else
+              f"; the mismatch is {multiple:.2g} times {first.dtype}'s finite-difference budget at this step "
+              "(rounding of the outputs plus a smooth function's truncation)")
+    if resolved_by == "realised":
+        i = int(np.argmax(first.ratios()[0]))
+        two_h = 2.0 * first.half[i]
+        after = first.trial("realised").user
+        return finding(
+            "precision",
+            f"max error/tolerance {before:.3g} dividing by the nominal 2*eps, {after:.3g} dividing by the "
+            f"realised step: at the worst element (flat index {i}) {first.dtype} stores x+eps and x-eps "
+            f"{first.width[i]:.5g} apart, not {two_h:.5g} ({100 * (first.width[i] / two_h - 1):+.3g}%)",
+            "divide by the realised step (x+eps) - (x-eps) as stored, as lib.gradcheck does; do not loosen rtol",
+        )
+    if resolved_by == "default step":
+        typical = float(np.median(resolving.half))
+        after = resolving.trial().user
+        collapsed = int(np.sum(first.width == 0))
+        worst = int(np.argmax(first.ratios()[0]))
+        if collapsed:
+            why = (f"x+eps and x-eps round to x itself at {collapsed}/{first.width.size} elements, so the "
+                   "difference there is 0 (rounding)")
+        elif first.half[worst] > resolving.half[worst]:
+            why = ("the step is coarser than the dtype-aware one, and the central difference's truncation "
+                   "error, of order eps^2 times the third derivative, dominates")
+        else:
+            why = "rounding noise, about machine eps / eps relative, swamps the difference"
+        return finding(
+            "precision",
+            f"max error/tolerance {before:.3g} with eps={eps:g}, {after:.3g} with the dtype-aware step "
+            f"cbrt(machine eps) * max(1, |x|) (median {typical:.3g}) in {first.dtype}: at eps={eps:g} {why}"
+            f"{budget}",
+            "use eps=None (a dtype-aware step) and divide by the realised step",
+        )
+    if resolved_by == "float64":
+        after = resolving.trial().user
+        return finding(
+            "precision",
+            f"max error/tolerance {before:.3g} in {first.dtype}, {after:.3g} for the same check in float64 "
+            f"(x upcast, dtype-aware step): the formula is right, {first.dtype} finite differences "
+            f"are not accurate enough for this tolerance{budget}",
+            f"check gradients in float64; if the check must run in {first.dtype}, loosen rtol to its "
+            "rounding budget (about 1e-2 for float16)",
+        )
+    return finding(
+        "precision",
+        f"max error/tolerance {before:.3g}, yet in float64 at the dtype-aware step analytical and numerical "
+        f"agree to {worst_rel:.2g} relative: rtol={first.rtol:g}, atol={first.atol:g} asks for more than "
+        "a central difference can resolve (its rounding and truncation error)",
+        "use a tolerance above the finite-difference budget (rtol >= 1e-6 in float64, 1e-3 in float32)",
+    )
+
+
+def resolved_elsewhere(session: Session, first: Pass, failed: list[Pass], resolved_by: str,
+                        resolving: Pass, eps, probe: bool) -> list[Finding]:
+    """A check that fails in x's dtype but passes at the dtype-aware step or in float64.
+
+    Precision only when the failure is within the failing pass's budget. Beyond
+    it, the difference between the passes is the step: look for a jump the
+    failing step straddles and the other does not reach (wrong-backward, or
+    nondeterministic-forward when a mask moves with x); with no jump, it is
+    truncation at a step too coarse for the forward (still precision, with
+    another suggestion). `probe` False skips the jump search (a finding
+    already explains a failure of the other pass).
+    """
+    (multiple, k, i), worst = max(((budget_excess(p), p) for p in failed), key=lambda e: e[0][0])
+    if multiple <= _BUDGET_MULTIPLE:
+        return [precision_finding(first, resolved_by, resolving, np.nan, eps, multiple)]
+    before = worst.trial().user
+    after = resolving.trial().user
+    other = ("in float64 (x upcast, dtype-aware step)" if resolved_by == "float64"
+             else "at the dtype-aware step")
+    head = (f"max error/tolerance {before:.3g} in {worst.dtype} at eps = {worst.half[i]:.3g} is "
+            f"{multiple:.3g} times the finite-difference budget there (rounding of the outputs over the "
+            f"step, plus a smooth function's truncation), so it is not rounding, although the check {other} "
+            f"passes (max error/tolerance {after:.3g})")
+    jump = locate_jump(session, worst, (k, i)) if probe else None
+    if jump is not None:
+        at = 0.5 * (jump.low + jump.high)
+        reach = resolving.half[jump.index]
+        why = (f" only because its step there, {reach:.3g}, does not reach the jump" if abs(at - jump.value) > reach
+               else "")
+        return [jump_finding(worst, jump, f"{head}{why}; ")]
+    bend = ("the forward has no jump there (its change splits between the halves when the step is bisected), "
+            "so it bends on a scale below eps (a kink within the step, or curvature the step is too coarse "
+            "for): the mismatch is the finite difference's truncation error, not the formula" if probe else
+            "truncation at a kink or sharp curvature within eps of x would do this, and so would a jump "
+            "there (not searched for: another finding explains the random grad_outputs' failure)")
+    return [finding(
+        "precision",
+        f"{head}: at the worst element (flat index {i}, x = {float(worst.x.reshape(-1)[i]):.6g}, "
+        f"{'your grad_output' if k == 0 else 'a random grad_output'}) a = {worst.analytical[k, i]:.6g}, "
+        f"n = {worst.numerical[k, i]:.6g}; {bend}",
+        "check with a step below the scale on which the forward bends (in float64, as the check that "
+        "passed), or at points farther than eps from kinks; do not loosen rtol, which would hide real errors",
+    )]

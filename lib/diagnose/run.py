@@ -1,0 +1,241 @@
+"""diagnose(): the plain check, the reruns that test precision, then the rules.
+
+The order of work: forward twice at x (determinism), one dense pass in x's
+dtype with the caller's settings, forward once more at x; then, only while
+the check keeps failing, the same pass divided by the realised step (free),
+at the dtype-aware step, and in float64. What the reruns resolve is precision
+(precision.py); what they do not is attributed by the rules (rules.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lib import _checks
+from lib.diagnose.evidence import (
+    Pass,
+    Session,
+    Unavailable,
+    mutation_findings,
+    nondeterminism,
+    probe_arrays,
+    run_pass,
+)
+from lib.diagnose.findings import Diagnosis, Finding, Trial, finding
+from lib.diagnose.patterns import worst_element
+from lib.diagnose.precision import float64_within_budget, precision_finding, resolved_elsewhere
+from lib.diagnose.rules import explain
+from lib.gradcheck.differences import require_finite
+from lib.gradcheck.result import build_result
+from lib.gradcheck.steps import default_step
+
+DIVIDE_BY = ("realised", "nominal")
+
+
+def _validated(forward, backward, x, grad_output, rtol, atol, eps, divide_by, seed):
+    for name, fn in (("forward", forward), ("backward", backward)):
+        if not callable(fn):
+            raise TypeError(f"{name} must be callable; got {type(fn).__name__} {fn!r}")
+    x = require_finite(_checks.float_array(x, "x"))
+    if x.size == 0:
+        raise ValueError("x must have at least one element")
+    rtol = _checks.non_negative(rtol, "rtol")
+    atol = _checks.non_negative(atol, "atol")
+    eps = None if eps is None else _checks.positive_step(eps)
+    divide_by = _checks.choice(divide_by, "divide_by", DIVIDE_BY)
+    seed = _checks.positive_int(seed, "seed", low=0, high=2**63 - 1)
+    grad_output = np.asarray(grad_output)
+    if not np.issubdtype(grad_output.dtype, np.number) or np.iscomplexobj(grad_output):
+        raise TypeError(f"grad_output must be a real numeric array; got dtype {grad_output.dtype}")
+    if not np.all(np.isfinite(grad_output)):
+        raise ValueError("grad_output must be finite")
+    return x.copy(), grad_output.copy(), rtol, atol, eps, divide_by, seed
+
+
+def diagnose(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, eps=None,
+             divide_by="realised", seed=0) -> Diagnosis:
+    """Run a gradient check and say why it fails (or why a pass is not to be trusted).
+
+    Args:
+        forward: forward(x) -> y, an array of any shape.
+        backward: backward(grad_output, x) -> grad_x, x's shape.
+        x: floating array (float16/32/64), shape S, at least one element; never modified.
+        grad_output: real array of y's shape; the check's loss is sum(y * grad_output).
+        rtol, atol: pass rule |a - n| <= atol + rtol * max(|a|, |n|), as check_gradient.
+        eps: half-step; None picks the dtype-aware step cbrt(machine eps) * max(1, |x|).
+        divide_by: "realised" (x+ - x- as stored, like check_gradient) or "nominal"
+            (2*eps, like the original checker).
+        seed: seeds the Generator for the two random grad_output probes, so that a
+            diagnosis is repeatable.
+
+    Returns:
+        Diagnosis: `.passed`, `.result` (GradCheckResult of the plain check with
+        your grad_output and settings), `.findings` ranked with the primary cause
+        first. Costs one dense check (2 forward calls per element), plus up to two
+        more when the check fails, plus at most 17 forward calls at single points
+        and 5 backward calls per dense pass.
+
+    Raises:
+        TypeError / ValueError for bad arguments, a backward of the wrong shape, or
+        a forward with non-finite output at x; errors raised by forward or backward
+        propagate.
+    """
+    x, grad_output, rtol, atol, eps, divide_by, seed = _validated(
+        forward, backward, x, grad_output, rtol, atol, eps, divide_by, seed)
+    settings = {"rtol": rtol, "atol": atol, "eps": eps, "divide_by": divide_by, "seed": seed}
+    session = Session(forward, backward)
+    out_first = session.forward(x)
+    if grad_output.shape != out_first.shape:
+        raise ValueError(f"grad_output must have the shape of forward(x), {out_first.shape}; "
+                         f"got {grad_output.shape}")
+    session.out_shape = out_first.shape
+    out_second = session.forward(x)
+    randoms = np.random.default_rng(seed).standard_normal((2, *out_first.shape))
+    probes = probe_arrays(grad_output, randoms, x.dtype)
+    half = default_step(x) if eps is None else np.full(x.shape, eps)
+    first = run_pass(session, f"{x.dtype}, {_step_text(eps)}, {_divide_text(divide_by)}", x, probes, half,
+                     divide_by, rtol, atol, strict=True)
+    out_after = session.forward(x)
+    result = _plain_result(session, first, x, rtol, atol, divide_by)
+    findings = mutation_findings(session)
+    moved = nondeterminism(out_first, out_second, out_after)
+    if moved is not None:
+        return _finish(result, [*findings, moved], [first.trial()], session, settings, first)
+    reruns = _Reruns(first, [first.trial()], [first])
+    reruns.run(session, x, probes, eps, divide_by, rtol, atol)
+    findings += _attribute(session, reruns, x.shape, eps)
+    return _finish(result, findings, reruns.trials, session, settings, first)
+
+
+def _step_text(eps) -> str:
+    return "dtype-aware step" if eps is None else f"eps={eps:g}"
+
+
+def _divide_text(divide_by: str) -> str:
+    return "nominal 2*eps" if divide_by == "nominal" else "realised step"
+
+
+def _plain_result(session: Session, first: Pass, x, rtol, atol, divide_by):
+    """The GradCheckResult of the caller's check, as check_gradient would count its calls."""
+    x_changed = ("forward", "x") in session.mutations or ("backward", "x") in session.mutations
+    divisor = first.width if divide_by == "realised" else 2.0 * first.half
+    return build_result(first.analytical[0].reshape(x.shape), first.numerical[0].reshape(x.shape),
+                        divisor.reshape(x.shape), dtype=x.dtype, rtol=rtol, atol=atol, divide_by=divide_by,
+                        forward_calls=2 * x.size + 1, input_mutated=x_changed)
+
+
+@dataclass
+class _Reruns:
+    """The passes that test precision, and what they resolved.
+
+    best/best_which: the most trustworthy measurement so far (a Pass and which
+    of its numerical columns to read); resolved_by: what made the caller's
+    failing check pass ("realised", "default step", "float64", "budget"), with
+    `resolving` the pass that did; failed: passes in x's dtype that failed.
+    """
+
+    first: Pass
+    trials: list[Trial]
+    failed: list[Pass]
+    best: Pass | None = None
+    best_which: str = "numerical"
+    resolved_by: str | None = None
+    resolving: Pass | None = None
+    unavailable: str = ""
+    worst_rel: float = np.nan
+    within_budget: bool = False  # float64 fails, but only by less than finite differences resolve
+    user_failed: bool = field(init=False)
+
+    def __post_init__(self):
+        self.best = self.first
+        self.user_failed = not bool(self.first.passes()[0])
+
+    def _resolve(self, how: str, by: Pass | None) -> None:
+        if self.user_failed and self.resolved_by is None:
+            self.resolved_by, self.resolving = how, by
+
+    def still_failing(self) -> bool:
+        return not np.all(self.best.passes(self.best_which))
+
+    def run(self, session, x, probes, eps, divide_by, rtol, atol) -> None:
+        first = self.first
+        if divide_by == "nominal" and not np.all(first.passes()):
+            self.best_which = "realised"
+            self.trials.append(first.trial("realised", f"{x.dtype}, {_step_text(eps)}, realised step"))
+            if first.passes("realised")[0]:
+                self._resolve("realised", None)
+        if self.still_failing() and eps is not None:
+            self.best, self.best_which = run_pass(session, f"{x.dtype}, dtype-aware step, realised step", x,
+                                                  probes, default_step(x), "realised", rtol, atol,
+                                                  strict=True), "numerical"
+            self.trials.append(self.best.trial())
+            if not self.best.passes()[0]:
+                self.failed.append(self.best)
+            elif self.user_failed:
+                self._resolve("default step", self.best)
+        if self.still_failing() and x.dtype != np.float64:
+            self._run_in_float64(session, x, probes, rtol, atol)
+        if self.still_failing() and self.best.dtype == np.float64:
+            within, self.worst_rel = float64_within_budget(self.best)
+            if within:
+                self.within_budget = True
+                self._resolve("budget", self.best)
+
+    def _run_in_float64(self, session, x, probes, rtol, atol) -> None:
+        x64 = x.astype(np.float64)
+        try:
+            wide = run_pass(session, "float64, dtype-aware step, realised step", x64,
+                            [np.asarray(p, dtype=np.float64) for p in probes], default_step(x64), "realised",
+                            rtol, atol, strict=False)
+        except Unavailable as why:
+            self.unavailable = f"; float64 check unavailable: {why}"
+            return
+        self.best, self.best_which = wide, "numerical"
+        self.trials.append(wide.trial())
+        if wide.passes()[0]:
+            self._resolve("float64", wide)
+
+    @property
+    def real_error(self) -> bool:
+        return not self.within_budget and self.still_failing()
+
+
+def _attribute(session: Session, reruns: _Reruns, x_shape: tuple, eps) -> list[Finding]:
+    """The findings for what the reruns left: a real error (rules), a precision failure, or both."""
+    findings: list[Finding] = []
+    real_error = reruns.real_error
+    if real_error:
+        best = reruns.best
+        if reruns.best_which == "realised":
+            best = Pass(**{**best.__dict__, "numerical": best.realised})
+        findings += explain(session, best, x_shape, bool(not best.passes()[0]), reruns.unavailable)
+    first, resolved_by = reruns.first, reruns.resolved_by
+    if not reruns.user_failed:
+        return findings
+    if resolved_by in ("default step", "float64"):
+        # Another step or dtype passes, but that alone does not make the failure rounding:
+        # a jump or kink within this step, out of reach of the other, passes there too.
+        findings += resolved_elsewhere(session, first, reruns.failed, resolved_by, reruns.resolving, eps,
+                                       probe=not real_error)
+    elif resolved_by is not None:
+        findings.append(precision_finding(first, resolved_by, reruns.resolving, reruns.worst_rel, eps))
+    elif not real_error:
+        # Unreachable by construction (a failure is either resolved or real);
+        # kept so that a failing check can never come back as "ok".
+        findings.append(finding("wrong-backward", worst_element(first, 0), "inspect the failing elements"))
+    return findings
+
+
+def _finish(result, findings, trials, session, settings, first) -> Diagnosis:
+    if not findings:
+        t = first.trial()
+        findings = [finding(
+            "ok",
+            f"max error/tolerance {t.user:.3g} for your grad_output and {t.random:.3g} for 2 random ones; "
+            "forward gave identical outputs on 3 calls at x; no argument was changed",
+            "nothing to fix",
+        )]
+    return Diagnosis(result=result, findings=findings, trials=tuple(trials), forward_calls=session.forward_calls,
+                     backward_calls=session.backward_calls, settings=settings)
