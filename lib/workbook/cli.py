@@ -12,7 +12,8 @@ from pathlib import Path
 
 from lib import _checks, replica
 from lib.replica import twin
-from lib.workbook import report, summary
+from lib.replica.printout import print_diagnostic
+from lib.workbook import processes, report, summary
 from lib.workbook import runner as workbook
 
 
@@ -119,8 +120,6 @@ def _mojo(args) -> int:
 
 
 def _diagnose(args) -> int:
-    from lib.replica.printout import print_diagnostic
-
     switches = {name: getattr(args, name) for name in ("test", "checker", "dtype", "seed", "eps", "rtol", "atol",
                                                        "rng", "forward", "backward_mask", "divide_by")}
     if args.p is not None:
@@ -214,7 +213,7 @@ def _execute_all(selected, output: Path, parameters: dict, jobs: int):
     """
     runs: list = []
     previous = signal.signal(signal.SIGTERM, _raise_stop)
-    pool = ProcessPoolExecutor(max_workers=jobs, initializer=workbook.exit_with_parent)
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=processes.exit_with_parent)
     try:
         futures = [pool.submit(workbook.execute, path, output / path.name, parameters[path]) for path in selected]
         for number, (path, future) in enumerate(zip(selected, futures, strict=True), start=1):
@@ -231,7 +230,7 @@ def _execute_all(selected, output: Path, parameters: dict, jobs: int):
                 print(f"        {run.error}", flush=True)
     except (KeyboardInterrupt, _Stop) as stop:
         _kill_workers(pool)
-        workbook.remove_partials(output)
+        processes.remove_partials(output)
         signum = stop.args[0] if isinstance(stop, _Stop) else signal.SIGINT
         return runs, signal.Signals(signum)
     finally:
@@ -241,7 +240,7 @@ def _execute_all(selected, output: Path, parameters: dict, jobs: int):
 
 
 def _kill_workers(pool: ProcessPoolExecutor) -> None:
-    """SIGTERM to every worker (each stops its kernel, see workbook.exit_with_parent), SIGKILL to a straggler."""
+    """SIGTERM to every worker (each stops its kernel, see processes.exit_with_parent), SIGKILL to a straggler."""
     workers = list((pool._processes or {}).values())  # the executor has no public way to stop a running task
     for process in workers:
         if process.is_alive():

@@ -15,7 +15,6 @@ counts kept), only after a successful run, by atomic replacement.
 from __future__ import annotations
 
 import ast
-import contextlib
 import copy
 import difflib
 import json
@@ -244,56 +243,6 @@ def strip_run_metadata(notebook):
     return notebook
 
 
-def _child_processes() -> list[int]:
-    """Pids of this process's children (Linux /proc; empty elsewhere)."""
-    children: list[int] = []
-    for task in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
-        try:
-            children += [int(pid) for pid in task.read_text().split()]
-        except OSError:
-            continue
-    return children
-
-
-def _die(*_) -> None:
-    """Stop this worker and the kernel it started (a kernel runs in a session of its own, so no
-    signal to the runner's process group reaches it, and an orphaned kernel may live on)."""
-    import signal
-
-    for pid in _child_processes():
-        with contextlib.suppress(OSError):  # it may have exited already
-            os.kill(pid, signal.SIGKILL)
-    os._exit(1)
-
-
-def remove_partials(output_dir: Path) -> None:
-    """Delete what stopped executions left half-written in `output_dir` (see `execute`)."""
-    for partial in output_dir.glob(".*.partial.ipynb"):
-        with contextlib.suppress(OSError):
-            partial.unlink()
-
-
-def exit_with_parent() -> None:
-    """In a worker process: stop, with its kernel, on SIGTERM or as soon as the runner is gone.
-
-    A runner killed outright (SIGKILL) cannot stop its workers; without the
-    watch they would run the queue and then wait forever for work that never
-    comes.
-    """
-    import signal
-    import threading
-
-    signal.signal(signal.SIGTERM, _die)
-    parent = os.getppid()
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        _die()
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 def _kernel_environment() -> None:
     # A backend forced for headless runs (MPLBACKEND=Agg) would make the kernel
     # drop every figure, so executed notebooks would lack their plots.
@@ -358,13 +307,6 @@ def execute(source: Path, output: Path, parameters: dict) -> NotebookRun:
         except Exception:  # a half-written output after a crash has no verdict to read
             verdict = "-"
     return NotebookRun(source, output, status, seconds, verdict, error)
-
-
-def export_html(run: NotebookRun) -> Path:
-    """Write run.output as self-contained HTML (figures embedded as data URIs); see lib.workbook.report."""
-    from lib.workbook.report import export_notebook
-
-    return export_notebook(run.output)
 
 
 def update_source(run: NotebookRun) -> None:
