@@ -30,8 +30,13 @@ backward that writes into x or grad_output fails the check.
 
 The modules: `steps` (where to evaluate), `differences` (the one central-difference
 loop), `arithmetic` (the noise term), `result` (GradCheckResult and its report),
-`dense` (check_gradient). The caller's `x` is never touched: the checker perturbs
-a private copy and restores each element in a `finally` block.
+`dense` (the dense mode, every element differenced) and `check` (check_gradient:
+checks its arguments and picks a mode). Fast mode is `fast` (check_gradient_fast,
+the entry point) over `projection` (the random sign probes and their tolerance),
+`prober` (their forward calls), `localise` (group testing for failing elements),
+`fast_result` (FastCheckResult and its report) and `blockwise` (cache-sized
+passes over large arrays). The caller's `x` is never touched: the checker
+perturbs a private copy and restores each element in a `finally` block.
 """
 
 from lib.gradcheck.check import check_gradient
