@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lib.catalogue import by_name
 from lib.diagnose import diagnose
 from lib.dropout import dropout, dropout2d, dropout2d_backward, dropout_backward
 from lib.gradcheck import GradientCheckError, _realised_points, check_gradient, default_step, diagnosis_hint
@@ -27,7 +28,6 @@ from lib.gradcheck.fast import (
     check_gradient_fast,
     hoeffding_multiplier,
 )
-from lib.mutants import by_name
 
 P = 0.3
 SCALE = 1.0 / (1.0 - P)
@@ -767,3 +767,14 @@ def test_a_step_past_the_largest_value_gets_the_dense_message():
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match=r"x\[0\] = 1.79769e\+308 is too close to the largest float64 value"):
             check_gradient_fast(lambda v: v, lambda g, v: g, x, np.ones(2))
+
+
+def test_an_empty_x_that_backward_writes_to_fails_and_raises_like_any_failure():
+    x = np.zeros((0, 3))
+
+    def backward(g, a):
+        a.shape = (3, 0)  # an in-place change of an empty array: its shape
+        return np.zeros((0, 3))
+
+    with pytest.raises(GradientCheckError, match="modified the array it was given"):
+        check_gradient_fast(lambda a: 2.0 * a, backward, x, np.zeros((0, 3)))

@@ -118,9 +118,7 @@ def check_gradient_fast(forward, backward, x, grad_output, *, probes=DEFAULT_PRO
     inputs, rng = _checked_inputs(forward, backward, x, grad_output, probes=probes, rtol=rtol, atol=atol, eps=eps,
                                   seed=seed, localise=localise)
     probed = _probe(inputs, rng)
-    if inputs.x.size == 0:
-        return _empty_result(probed)  # returned, never raised, even when it failed by an input mutation
-    result = _judge(probed)
+    result = _empty_result(probed) if inputs.x.size == 0 else _judge(probed)
     if not result.passed and raise_on_failure:
         hint = diagnosis_hint(inputs.x.size, result.failing_indices)
         raise GradientCheckError(result, "\n".join([result.report(), hint]))
