@@ -1,4 +1,6 @@
-"""check_gradient on the catalogue of ordinary layers: no false alarm, no miss, in float32 and float64."""
+"""check_gradient on the catalogue of ordinary layers: no false alarm, no miss, in float32 and float64;
+the original test as a Problem. (The labelled pairs of lib.catalogue.mutants are tested with the
+diagnosis, in tests/test_diagnose.py.)"""
 
 from __future__ import annotations
 
@@ -6,7 +8,10 @@ import numpy as np
 import pytest
 
 from lib import catalogue
+from lib.catalogue import Problem, original_problem
+from lib.diagnose import diagnose
 from lib.gradcheck import GradientCheckError, check_gradient
+from lib.replica import matches_reported, original_check_gradient, replay_original_test, test_values
 
 DTYPES = ("float32", "float64")
 
@@ -90,3 +95,63 @@ def test_fast_mode_finds_one_element_off_by_one_among_a_million():
                             raise_on_failure=False)
     assert result.failing_indices.tolist() == [j]
     assert result.forward_calls <= 2 * np.log2(x.size) + 8
+
+
+def test_format_tallies_has_one_row_per_layer_and_dtype_and_a_total():
+    def check(case):
+        return check_gradient(case.forward, case.backward, case.x, case.grad_output, raise_on_failure=False).passed
+
+    rows = catalogue.tally(check, dtypes=("float64",), seeds=range(1))
+    lines = catalogue.format_tallies({"ours": rows}).splitlines()
+    assert lines[0].split() == ["layer", "dtype", "correct", "alarms", "ours", "broken", "found", "ours"]
+    assert len(lines) == 2 + len(catalogue.LAYERS) + 1  # header, rule, rows, total
+    assert lines[-1].split() == ["all", str(2 * len(rows)), "0", str(8 * len(rows)), str(8 * len(rows))]
+
+
+# --- the original test as a Problem ---------------------------------------------------------------
+
+
+def test_a_problem_unpacks_to_the_arguments_of_a_check():
+    problem = catalogue.by_name("tanh").build("float64", 0)
+    assert isinstance(problem, Problem) and problem.mask is None
+    forward, backward, x, g = problem
+    assert (forward, backward, x, g) == (problem.forward, problem.backward, problem.x, problem.grad_output)
+
+
+@pytest.mark.parametrize("kw", [{}, {"seed": 0}, {"dtype": "float64", "p": 0.5, "seed": 7}, {"size": 9}],
+                         ids=["original", "seed0", "f64", "size9"])
+def test_original_problem_is_the_replicas_pair(kw):
+    # The original checker on our pair sees what the replica's own run sees, mask for
+    # mask (with seed 0 the shared RNG's call order must match too).
+    problem = original_problem(**kw)
+    mine = original_check_gradient(*problem, rtol=1e-3, atol=1e-6, eps=1e-5)
+    run = replay_original_test(values=test_values(kw.get("size", 5)),
+                               **{k: v for k, v in kw.items() if k != "size"})
+    np.testing.assert_array_equal(mine.analytical, run.result.analytical)
+    np.testing.assert_array_equal(mine.numerical, run.result.numerical)
+    np.testing.assert_array_equal(problem.mask, run.backward_mask)
+    assert problem.x.dtype == np.dtype(kw.get("dtype", "float32")) and problem.p == kw.get("p", 0.3)
+    assert problem.x.size == kw.get("size", 5)
+    np.testing.assert_array_equal(problem.grad_output, np.ones_like(problem.x))
+
+
+def test_diagnosis_of_the_original_names_precision_and_reproduces_the_numbers():
+    d = diagnose(*original_problem(), eps=1e-5, divide_by="nominal")
+    assert matches_reported(d.result)
+    assert d.codes == ["precision"] and "realised step" in d.primary.evidence
+    assert diagnose(*original_problem()).codes == ["ok"]
+
+
+def test_diagnosis_of_the_original_follows_its_parameters():
+    assert diagnose(*original_problem(dtype="float64"), eps=1e-5, divide_by="nominal").codes == ["ok"]
+    seedless = diagnose(*original_problem(seed=0), eps=1e-5, divide_by="nominal")
+    assert seedless.primary.code == "nondeterministic-forward" and not seedless.passed
+
+
+def test_original_problem_refuses_bad_arguments():
+    with pytest.raises(ValueError):
+        original_problem(p=1.0)
+    with pytest.raises((ValueError, TypeError)):
+        original_problem(dtype="int32")
+    with pytest.raises(ValueError):
+        original_problem(seed=-1)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from tabulate import tabulate
 
 LAYERS: dict[str, Callable] = {}
 
@@ -330,15 +331,9 @@ def format_tallies(columns: dict[str, list[Tally]]) -> str:
     """One aligned table: per layer and dtype, false alarms and detections of each named checker."""
     names = list(columns)
     first = columns[names[0]]
-    header = (f"{'layer':<22} {'dtype':<8} {'correct':>7} " + " ".join(f"{'alarms ' + n:>16}" for n in names)
-              + f" {'broken':>7} " + " ".join(f"{'found ' + n:>16}" for n in names))
-    lines = [header]
-    for k, row in enumerate(first):
-        lines.append(f"{row.layer:<22} {row.dtype:<8} {row.correct:>7} "
-                     + " ".join(f"{columns[n][k].false_alarms:>16}" for n in names)
-                     + f" {row.broken:>7} " + " ".join(f"{columns[n][k].detected:>16}" for n in names))
-    totals = {n: (sum(t.false_alarms for t in columns[n]), sum(t.detected for t in columns[n])) for n in names}
-    lines.append(f"{'all':<22} {'':<8} {sum(t.correct for t in first):>7} "
-                 + " ".join(f"{totals[n][0]:>16}" for n in names)
-                 + f" {sum(t.broken for t in first):>7} " + " ".join(f"{totals[n][1]:>16}" for n in names))
-    return "\n".join(lines)
+    headers = ["layer", "dtype", "correct", *(f"alarms {n}" for n in names), "broken", *(f"found {n}" for n in names)]
+    rows = [[row.layer, row.dtype, row.correct, *(columns[n][k].false_alarms for n in names), row.broken,
+             *(columns[n][k].detected for n in names)] for k, row in enumerate(first)]
+    rows.append(["all", "", sum(t.correct for t in first), *(sum(t.false_alarms for t in columns[n]) for n in names),
+                 sum(t.broken for t in first), *(sum(t.detected for t in columns[n]) for n in names)])
+    return tabulate(rows, headers=headers, tablefmt="simple")
