@@ -13,7 +13,9 @@ from lib.workbook.playground import (
     build_playground,
     evaluate,
     forward_call_masks,
+    relative_error,
     render,
+    replica_error_vs_step,
     replica_pair,
 )
 
@@ -166,3 +168,17 @@ def test_controls_report_a_state_that_cannot_be_drawn(capsys):
     panel.controls["p"].value = 0.6  # must not raise out of the widget callback
     assert panel.state().p == 0.6
     assert "cannot draw this state: no drawing at p=0.6" in capsys.readouterr().out  # no kernel: plain stdout
+
+
+def test_relative_error():
+    err = relative_error([1.0, 0.0, 2.0, 1.0], [1.001, 0.0, 1.0, np.nan])
+    assert err[0] == pytest.approx(0.001 / 1.001)
+    assert err[1] == 0.0 and err[2] == 0.5 and np.isnan(err[3])
+
+
+def test_replica_sweep_reproduces_the_failure_and_its_fix_at_the_original_step():
+    nominal = replica_error_vs_step([1e-5], divide_by="nominal")[0]
+    realised = replica_error_vs_step([1e-5], divide_by="realised")[0]
+    in_float64 = replica_error_vs_step([1e-5], divide_by="nominal", dtype="float64")[0]
+    assert nominal > 1e-3 > realised
+    assert in_float64 < 1e-9

@@ -9,7 +9,7 @@ does all the work for that setting and draws it:
                        backward multiplies by (lib.workbook.plots.plot_mask_agreement);
     error vs step      the replica test's worst relative error for a sweep of
                        steps, dividing by the nominal and by the realised step
-                       (lib.precision.replica_error_vs_step);
+                       (replica_error_vs_step);
     error vs tolerance the replica run's per-element |a - n| against its pass band
                        (lib.workbook.plots.plot_error_against_tolerance);
     diagnosis          lib.diagnose.diagnose on the replica's forward/backward pair.
@@ -30,7 +30,6 @@ import numpy as np
 from lib import _checks
 from lib.diagnose import Diagnosis, diagnose
 from lib.dropout import dropout_backward
-from lib.precision import relative_error, replica_error_vs_step
 from lib.replica import (
     ORIGINAL,
     SWITCHES,
@@ -233,6 +232,23 @@ class Evidence:
                                  "own: its effect shows in the check above, not here)", width=100,
                                  initial_indent="  ", subsequent_indent="  ")
         return out
+
+
+def relative_error(analytical, numerical) -> np.ndarray:
+    """|a - n| / max(|a|, |n|) element by element, float64; 0 where both are 0, NaN kept."""
+    a, n = np.asarray(analytical, dtype=np.float64), np.asarray(numerical, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0 / 0 where a = n = 0, replaced by 0
+        return np.where(a == n, 0.0, np.abs(a - n) / np.maximum(np.abs(a), np.abs(n)))
+
+
+def replica_error_vs_step(steps, *, divide_by: str = "nominal", **switches) -> np.ndarray:
+    """Worst relative error max_i |a_i - n_i| / max(|a_i|, |n_i|) of the replica test at each step, (k,) float64.
+
+    Runs lib.replica.replay_original_test(eps=h, divide_by=divide_by, **switches) for each h in `steps`;
+    NaN where a realised step is zero.
+    """
+    results = [replay_original_test(eps=float(h), divide_by=divide_by, **switches).result for h in steps]
+    return np.array([np.max(relative_error(r.analytical, r.numerical)) for r in results], dtype=np.float64)
 
 
 def _fmt(value: float) -> str:
