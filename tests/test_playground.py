@@ -7,17 +7,16 @@ import numpy as np
 import pytest
 
 from lib.replica import ORIGINAL, REPORTED, replay_original_test, test_values
-from lib.workbook.playground import (
+from lib.workbook.panels import (
     SWITCH_NAMES,
     State,
-    build_playground,
     evaluate,
     forward_call_masks,
     relative_error,
-    render,
     replica_error_vs_step,
     replica_pair,
 )
+from lib.workbook.playground import build_playground, render
 
 
 def test_default_state_is_the_original_test():
