@@ -251,6 +251,16 @@ def test_dropout_backward_equals_closed_form(shape, dtype, p, seed):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("p", [0.0, 0.1, 0.3, 0.5, 0.9])
+def test_backward_equals_the_original_librarys_order_of_operations(dtype, p):
+    # The original library: masked = grad * mask, then times a full tensor of the 64-bit 1/(1-p) in the dtype.
+    grad = np.random.default_rng(1).standard_normal(2000).astype(dtype)
+    mask = dropout(np.zeros(2000, dtype), p, seed=2)[1]
+    original = np.multiply(np.multiply(grad, mask), np.full_like(grad, 1.0 / (1.0 - p)))
+    assert_same_bits(dropout_backward(grad, mask, p), original)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_backward_with_the_forward_mask_is_the_forward_jacobian(dtype):
     # dropout is linear in x, so forward(grad) must equal backward(grad) for the same mask.
     grad = np.random.default_rng(4).standard_normal((4, 6)).astype(dtype)
