@@ -778,3 +778,87 @@ def test_an_empty_x_that_backward_writes_to_fails_and_raises_like_any_failure():
 
     with pytest.raises(GradientCheckError, match="modified the array it was given"):
         check_gradient_fast(lambda a: 2.0 * a, backward, x, np.zeros((0, 3)))
+
+
+# --- what a probe costs and compares, by hand; how its blind spot grows ----------------------------
+
+
+def _seeded_dropout(x, seed=42):
+    """Seeded dropout of x (the same mask on every call), its backward, and all-ones grad_output."""
+    mask = dropout(x, P, seed=seed)[1]
+    return (lambda a: dropout(a, P, seed=seed)[0]), (lambda g, a: dropout_backward(g, mask, P)), x, np.ones_like(x)
+
+
+@pytest.mark.parametrize("n", [5, 1000, 50_000])
+@pytest.mark.parametrize("probes", [2, 3])
+def test_fast_mode_costs_two_forward_calls_per_probe_whatever_n(n, probes):
+    forward, backward, x, grad_output = _seeded_dropout(np.linspace(-2, 2, n, dtype=np.float32))
+    calls = []
+
+    def counted(a):
+        calls.append(a.size)
+        return forward(a)
+
+    result = check_gradient(counted, backward, x, grad_output, mode="fast", probes=probes)
+    assert len(calls) == result.forward_calls == 2 * probes
+    assert calls == [n] * (2 * probes)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("eps", [None, 1e-5])
+def test_each_probe_is_a_dot_product_on_each_side_along_the_realised_step(dtype, eps):
+    # Recompute every probe by hand along the direction the checker drew (read off the
+    # points it evaluated): a . d, grad_output . (f(x+) - f(x-)) and the documented tolerance.
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-2, 2, 40).astype(dtype)
+    forward, backward, _, _ = _seeded_dropout(x)
+    grad_output = rng.standard_normal(40).astype(dtype)
+    seen = []
+
+    def recording(a):
+        seen.append(a.copy())  # x+ and x- share one buffer
+        return forward(a)
+
+    result = check_gradient_fast(recording, backward, x, grad_output, eps=eps)
+    a = backward(grad_output, x).astype(np.float64)
+    g = grad_output.astype(np.float64)
+    half = default_step(x) if eps is None else np.full(x.shape, eps)
+    lam = hoeffding_multiplier(result.probes)
+    for k in range(result.probes):
+        plus, minus = seen[2 * k], seen[2 * k + 1]
+        s = np.sign(plus.astype(np.float64) - minus.astype(np.float64))
+        assert np.array_equal(plus, (x.astype(np.float64) + half * s).astype(dtype))  # the dense mode's points
+        d = plus.astype(np.float64) - minus.astype(np.float64)
+        f_plus, f_minus = forward(plus).astype(np.float64), forward(minus).astype(np.float64)
+        scale = result.probe_step[k]
+        assert scale == pytest.approx(np.linalg.norm(d), rel=1e-12)
+        assert result.probe_analytical[k] * scale == pytest.approx(a @ d, abs=1e-12 * np.sum(np.abs(a * d)))
+        assert result.probe_numerical[k] * scale == pytest.approx(
+            g @ (f_plus - f_minus), abs=1e-12 * np.sum(np.abs(g * (f_plus - f_minus))))
+        t = (1e-6 + 1e-3 * np.abs(a)) / (1 - 1e-3)
+        rounding = float(np.finfo(dtype).eps) * (np.linalg.norm(g * f_plus) + np.linalg.norm(g * f_minus))
+        assert result.probe_tolerance[k] * scale == pytest.approx(lam * (np.linalg.norm(t * d) + rounding), rel=1e-6)
+
+
+def test_the_blind_spot_grows_like_the_square_root_of_n():
+    sizes = [100, 1000, 10_000]
+    thresholds = []
+    for n in sizes:
+        x = np.random.default_rng(n).uniform(-1, 1, n).astype(np.float32)
+        thresholds.append(check_gradient_fast(*_seeded_dropout(x)).detection_threshold[0])
+    slope = np.polyfit(np.log(sizes), np.log(thresholds), 1)[0]
+    assert 0.4 < slope < 0.6
+
+
+def test_at_the_original_step_rounding_widens_the_blind_spot():
+    x = np.array([-0.5, 0.0, 0.2, 0.5, 1.0], dtype=np.float32)  # the original test's values
+    default = check_gradient_fast(*_seeded_dropout(x)).detection_threshold[0]
+    original = check_gradient_fast(*_seeded_dropout(x), eps=1e-5).detection_threshold[0]
+    assert original > 3 * default
+
+
+def test_a_step_too_small_for_float16_is_refused_with_the_dense_message():
+    x = np.array([-0.5, 0.0, 0.2, 0.5, 1.0], dtype=np.float16)
+    with pytest.raises(ValueError, match=r"eps=1e-05 is too small for float16 at index 0"):
+        check_gradient_fast(*_seeded_dropout(x), eps=1e-5)
+    assert check_gradient_fast(*_seeded_dropout(x.astype(np.float32)), eps=1e-5).passed
