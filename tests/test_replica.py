@@ -7,8 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from lib import GradCheckResult, GradientCheckError, replay_original_test, run_original_test
-from lib.replica import MojoRandom, dropout2d_values, mojo_random_float64
+from lib import GradCheckResult, GradientCheckError, check_gradient, dropout, replay_original_test, run_original_test
+from lib.replica import (
+    ORIGINAL_VALUES,
+    MojoRandom,
+    dropout2d_values,
+    mojo_random_float64,
+    original_check_gradient,
+    original_dropout,
+)
 
 ORIGINAL_LINE = "Gradient check failed for float32: gradient mismatch at index 0"
 # The post-mortem's numbers for index 0 (REFERENCE.md).
@@ -338,3 +345,106 @@ def test_dropout2d_values_must_fill_its_shape():
         replay_original_test(test="conv")
     with pytest.raises(ValueError, match=r"checker must be one of .*fixed"):
         replay_original_test(checker="new")
+
+
+@pytest.mark.parametrize("divide_by", ["nominal", "realised"])
+def test_private_copies_give_the_leaking_checkers_numbers_bit_for_bit(divide_by):
+    run = replay_original_test(divide_by=divide_by)  # restore_input=False: x leaks
+    scale = np.float32(1.0 / 0.7)
+    x = np.array(run.x_before)
+    result = original_check_gradient(lambda z: z * run.test_mask * scale, lambda g, z: np.zeros_like(z), x,
+                                     np.ones(5, dtype=np.float32), divide_by=divide_by, restore_input=True)
+    assert np.array_equal(result.numerical, run.result.numerical)
+    assert np.array_equal(result.step, run.result.step)
+    assert np.array_equal(x, run.x_before)
+
+
+def test_a_step_float16_cannot_store_is_nan_when_realised_and_zero_when_nominal():
+    def check(divide_by):
+        return original_check_gradient(lambda z: 2 * z, lambda g, z: g, np.array([-0.5], dtype=np.float16),
+                                       np.ones(1, dtype=np.float16), divide_by=divide_by, restore_input=True)
+
+    realised, nominal = check("realised"), check("nominal")
+    assert realised.step[0] == 0 and np.isnan(realised.numerical[0])
+    assert nominal.numerical[0] == 0.0
+
+
+def test_the_public_fix_passes_by_its_looser_tolerances_not_its_fixed_mask():
+    # The public fix changed two things at once: a fixed mask in the test's forward, and rtol=2e-3, atol=1e-5.
+    loose = {"rtol": 2e-3, "atol": 1e-5}
+    original = replay_original_test().result
+    fixed_mask = replay_original_test(forward="fixed_mask").result
+    assert not fixed_mask.passed
+    np.testing.assert_array_equal(fixed_mask.numerical, original.numerical)
+    assert replay_original_test(**loose).passed
+    assert replay_original_test(forward="fixed_mask", **loose).passed
+    # In float16 the step eps rounds away entirely: the realised divisor cannot rescue that.
+    assert not replay_original_test(dtype="float16", divide_by="realised").passed
+
+
+# --- the original library's dropout from call to call (original_dropout) ------------------------
+
+X32 = np.array(ORIGINAL_VALUES, dtype=np.float32)
+
+
+def dropout_calls(seed, n, *, reseed=True, seed_once=None, p=0.3):
+    """The masks of n consecutive original_dropout calls in one fresh process."""
+    state = MojoRandom()
+    if seed_once is not None:
+        state.seed(seed_once)
+    return [original_dropout(X32, p, seed, state, reseed)[1] for _ in range(n)]
+
+
+def test_original_dropout_with_a_positive_seed_repeats_the_seeded_mask():
+    expected = (mojo_random_float64(42, 5).astype(np.float32) > np.float32(0.3)).astype(np.float32)
+    assert expected.tolist() == [1, 0, 0, 1, 0]
+    masks = dropout_calls(42, 13)
+    assert all(m.dtype == np.float32 and m.tolist() == expected.tolist() for m in masks)
+
+
+def test_original_dropout_seeded_once_continues_the_stream():
+    stream = mojo_random_float64(42, 15).reshape(3, 5).astype(np.float32) > np.float32(0.3)
+    np.testing.assert_array_equal(dropout_calls(42, 3, reseed=False, seed_once=42), stream)
+
+
+def test_original_dropout_seed_zero_draws_on_unlike_lib_dropout():
+    assert distinct(dropout_calls(0, 30)) > 1
+    assert distinct(dropout_calls(42, 30, reseed=False, seed_once=42)) > 1
+    assert distinct([dropout(X32, 0.3, seed=0)[1] for _ in range(10)]) == 1  # an ordinary seed in lib
+
+
+def test_original_dropout_with_p_zero_keeps_everything():
+    for reseed in (True, False):
+        assert all(np.all(m == 1) for m in dropout_calls(0, 5, reseed=reseed, p=0.0))
+
+
+def test_check_gradient_passes_a_reseeding_forward_and_fails_one_that_draws_on():
+    x = X32.astype(np.float64)
+    test_mask = dropout_calls(42, 1)[0]
+
+    def backward(g, _):
+        return g * test_mask / 0.7
+
+    for seed, passes in ((42, True), (0, False)):
+        state, masks = MojoRandom(), []
+
+        def forward(z, seed=seed, state=state, masks=masks):
+            out, mask = original_dropout(z, 0.3, seed, state)
+            masks.append(mask)
+            return out
+
+        forward(x)  # the test's own call
+        result = check_gradient(forward, backward, x, np.ones(5), raise_on_failure=False)
+        assert result.passed == passes
+        assert result.forward_calls == len(masks) - 1
+        assert (distinct(masks) == 1) == passes
+
+
+def test_the_leak_moves_the_callers_x_but_not_the_numbers_of_the_original_test():
+    leaked = replay_original_test(restore_input=False)
+    restored = replay_original_test(restore_input=True)
+    assert np.array_equal(leaked.result.numerical, restored.result.numerical)
+    # every element is left at x - eps as the checker wrote it: in float64, rounded to float32
+    written = (leaked.x_before.astype(np.float64) - 1e-5).astype(np.float32)
+    assert np.array_equal(leaked.x_after, written)
+    assert np.array_equal(restored.x_after, restored.x_before)

@@ -116,3 +116,13 @@ def test_float16_limits_are_not_blamed_on_the_fix(tmp_path):
 
 def test_the_chain_rule_notebook_runs_with_one_element(tmp_path):
     _run(tmp_path, "2", "-p", "size", "1")
+
+
+def test_the_diagnosis_notebook_follows_an_unseeded_forward(tmp_path):
+    from lib.catalogue import original_problem
+    from lib.diagnose import diagnose
+
+    d = diagnose(*original_problem(seed=0), eps=1e-5, divide_by="nominal")
+    assert not d.passed and d.primary.code == "nondeterministic-forward"
+    verdict = _run(tmp_path, "11", "-p", "seed", "0")["11"]
+    assert verdict.startswith("REFUTED - diagnose ranks 'nondeterministic-forward' first")
