@@ -1,12 +1,12 @@
 """Investigation workbook for a failing dropout gradient check.
 
-Public pieces:
+The library, in layers (each imports only those above it):
     lib.dropout    dropout / dropout2d, forward and backward
-    lib.gradcheck  check_gradient, numerical_gradient, GradCheckResult
-    lib.gradcheck.fast  check_gradient_fast: random projections and group-testing localisation
+    lib.gradcheck  check_gradient (dense or fast mode), numerical_gradient, GradCheckResult
     lib.diagnose   diagnose: why a check failed
     lib.replica    run_original_test: the original failing test, switch by switch
-    lib.catalogue  ordinary layers, correct and with real bugs, to measure a checker against
+    lib.catalogue  ordinary layers, correct and broken, to measure a checker and a diagnosis against
+    lib.workbook   the notebooks' tooling: runner, command line, reports, plots, tables
 """
 
 import sys
