@@ -10,7 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_notebook, new_output
 from notebook_factory import write_notebook
 
 import lib.workbook.runner as workbook
@@ -315,3 +315,14 @@ def test_a_notebook_the_runner_will_not_run_is_named_in_a_warning(tmp_path, caps
     captured = capsys.readouterr()
     assert "warning: 02 with space.ipynb is not run" in captured.err
     assert "01_ok.ipynb" in captured.out and "02 with space" not in captured.out
+
+
+def test_stored_outputs_join_the_chunks_one_print_stream_was_flushed_in():
+    nb = new_notebook(cells=[new_code_cell("print(1)")])
+    nb.cells[0].outputs = [new_output("stream", name="stdout", text="a\n"),
+                           new_output("stream", name="stdout", text="b\n"),
+                           new_output("stream", name="stderr", text="warn\n"),
+                           new_output("stream", name="stdout", text="c\n")]
+    clean = workbook.strip_run_metadata(nb)
+    assert [(o.name, o.text) for o in clean.cells[0].outputs] == [("stdout", "a\nb\n"), ("stderr", "warn\n"),
+                                                                   ("stdout", "c\n")]

@@ -230,6 +230,8 @@ def strip_run_metadata(notebook):
     notebook.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python",
                                        "name": KERNEL_NAME}
     for cell in notebook.cells:
+        if "outputs" in cell:
+            cell["outputs"] = merged_streams(cell["outputs"])
         for output in cell.get("outputs", []):
             # A widget view names a model by a fresh random id on every run, and
             # the model's state is not stored: keep only its plain-text form.
@@ -241,6 +243,23 @@ def strip_run_metadata(notebook):
         if "tags" in cell.metadata:
             cell.metadata["tags"] = tags
     return notebook
+
+
+def merged_streams(outputs: list) -> list:
+    """Consecutive stdout (or stderr) outputs joined into one.
+
+    The kernel flushes a cell's printing in chunks whose boundaries vary from
+    run to run; joined, a refresh that prints the same text stores the same JSON.
+    """
+    merged: list = []
+    for output in outputs:
+        previous = merged[-1] if merged else None
+        if (output.get("output_type") == "stream" and previous is not None
+                and previous.get("output_type") == "stream" and previous.get("name") == output.get("name")):
+            previous["text"] = "".join(previous["text"]) + "".join(output["text"])
+        else:
+            merged.append(output)
+    return merged
 
 
 def _kernel_environment() -> None:
