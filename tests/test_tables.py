@@ -23,3 +23,7 @@ def test_one_format_per_column_and_thousands_separators(capsys):
 
 def test_one_alignment_for_every_column():
     assert table([["a", 1]], ["name", "n"], align="left").splitlines()[-1] == "a       1"
+
+
+def test_a_missing_value_prints_as_asked():
+    assert table([["a", None], ["b", 3]], ["name", "n"], missingval="-").splitlines()[-2:] == ["a         -", "b         3"]

@@ -13,7 +13,7 @@ from tabulate import tabulate
 
 
 def table(rows: Iterable[Sequence], headers: Sequence[str], *, floatfmt: str | Sequence[str] = "g",
-          intfmt: str = "", align: str | Sequence[str] | None = None) -> str:
+          intfmt: str = "", align: str | Sequence[str] | None = None, missingval: str = "") -> str:
     """The rows as an aligned plain-text table with a header rule.
 
     Args:
@@ -23,6 +23,7 @@ def table(rows: Iterable[Sequence], headers: Sequence[str], *, floatfmt: str | S
         intfmt: format of integer cells, e.g. "," for thousands separators.
         align: "left", "right" or "center" for every column, or one per column;
             None puts numbers right and text left.
+        missingval: what a None cell prints as.
     Returns:
         The table as one string, lines separated by newlines (no trailing newline).
     """
@@ -30,7 +31,7 @@ def table(rows: Iterable[Sequence], headers: Sequence[str], *, floatfmt: str | S
     if isinstance(align, str):
         align = [align] * len(headers)
     return tabulate(rows, headers=list(headers), tablefmt="simple", floatfmt=floatfmt, intfmt=intfmt,
-                    colalign=align)
+                    colalign=align, missingval=missingval)
 
 
 def show_table(rows: Iterable[Sequence], headers: Sequence[str], **options) -> None:
