@@ -26,4 +26,5 @@ def test_one_alignment_for_every_column():
 
 
 def test_a_missing_value_prints_as_asked():
-    assert table([["a", None], ["b", 3]], ["name", "n"], missingval="-").splitlines()[-2:] == ["a         -", "b         3"]
+    lines = table([["a", None], ["b", 3]], ["name", "n"], missingval="-").splitlines()
+    assert lines[-2:] == ["a         -", "b         3"]
