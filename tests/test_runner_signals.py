@@ -76,3 +76,15 @@ def test_a_run_stopped_half_way_keeps_the_previous_complete_output(tmp_path):
     process.communicate(timeout=30)
     assert previous.read_text() == "complete output of an earlier run"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["01_slow.ipynb", "summary.json", "summary.md"]
+
+
+def test_ctrl_c_stops_a_run_started_with_sigint_ignored(tmp_path):
+    # A background job of a shell script starts with SIGINT ignored, and children inherit that.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        process, _ = _start(tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err

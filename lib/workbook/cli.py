@@ -213,6 +213,9 @@ def _execute_all(selected, output: Path, parameters: dict, jobs: int):
     """
     runs: list = []
     previous = signal.signal(signal.SIGTERM, _raise_stop)
+    # A process started with SIGINT ignored (a background job of a script, or a parent that
+    # ignores it) would inherit that and sleep through Ctrl-C; the runner always honours it.
+    previous_interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
     pool = ProcessPoolExecutor(max_workers=jobs, initializer=processes.exit_with_parent)
     try:
         futures = [pool.submit(workbook.execute, path, output / path.name, parameters[path]) for path in selected]
@@ -235,6 +238,7 @@ def _execute_all(selected, output: Path, parameters: dict, jobs: int):
         return runs, signal.Signals(signum)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_interrupt)
         pool.shutdown(wait=True, cancel_futures=True)
     return runs, None
 
