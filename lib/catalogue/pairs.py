@@ -35,6 +35,13 @@ def _normal(rng: np.random.Generator, shape, dtype: np.dtype) -> np.ndarray:
     return rng.standard_normal(shape).astype(dtype)
 
 
+def _seeded_input(rng: np.random.Generator, shape, dtype: np.dtype):
+    """(x, s, mask): a uniform input, a dropout seed and the mask of the test's own forward call."""
+    x = _uniform(rng, shape, dtype)
+    s = _mask_seed(rng)
+    return x, s, dropout(x, P, seed=s)[1]
+
+
 def seeded_dropout(make_backward, *, shape=(6, 8), ones=True):
     """A deterministic dropout forward (same seed every call) and a backward made from its mask.
 
@@ -42,9 +49,7 @@ def seeded_dropout(make_backward, *, shape=(6, 8), ones=True):
     """
     def factory(dtype: np.dtype, seed: int) -> Problem:
         rng = np.random.default_rng(seed)
-        x = _uniform(rng, shape, dtype)
-        s = _mask_seed(rng)
-        _, mask = dropout(x, P, seed=s)  # the test's own forward call
+        x, s, mask = _seeded_input(rng, shape, dtype)
 
         def forward(x_in):
             return dropout(x_in, P, seed=s)[0]
@@ -281,10 +286,7 @@ def running_statistic(dtype, seed):
 
 
 def rebound_mask(dtype, seed):
-    rng = np.random.default_rng(seed)
-    x = _uniform(rng, (6, 8), dtype)
-    s = _mask_seed(rng)
-    _, mask = dropout(x, P, seed=s)
+    x, s, mask = _seeded_input(np.random.default_rng(seed), (6, 8), dtype)
 
     def forward(x_in):
         return dropout(x_in, P, seed=s)[0]
@@ -308,10 +310,7 @@ def backward_draws_mask(mask, s, x, dtype):
 
 
 def inplace_dropout(dtype, seed):
-    rng = np.random.default_rng(seed)
-    x = _uniform(rng, (6, 8), dtype)
-    s = _mask_seed(rng)
-    _, mask = dropout(x, P, seed=s)
+    x, _, mask = _seeded_input(np.random.default_rng(seed), (6, 8), dtype)
 
     def forward(x_in):
         np.multiply(x_in, mask * keep_scale(x_in.dtype), out=x_in)  # "saves memory"
@@ -360,10 +359,7 @@ def backward_scratch_x(dtype, seed):
 
 def dropout_original_values(dtype, seed):
     """Dropout on 16 values in [-2, 2] with all-ones grad_output, as in the original test."""
-    rng = np.random.default_rng(seed)
-    x = _uniform(rng, (16,), dtype)
-    s = _mask_seed(rng)
-    _, mask = dropout(x, P, seed=s)
+    x, s, mask = _seeded_input(np.random.default_rng(seed), (16,), dtype)
     return Problem(lambda x_in: dropout(x_in, P, seed=s)[0],
                    lambda g, x_in: dropout_backward(g, mask, P), x, np.ones_like(x))
 
