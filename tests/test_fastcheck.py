@@ -28,6 +28,7 @@ from lib.gradcheck.fast import (
     check_gradient_fast,
     hoeffding_multiplier,
 )
+from lib.gradcheck.result import SLICE_HINT_SIZE
 
 P = 0.3
 SCALE = 1.0 / (1.0 - P)
@@ -402,8 +403,8 @@ def test_what_both_modes_catch_diagnose_names_by_its_primary_code(name):
     assert diagnose(*entry.build(dtype, 0), **entry.check).primary.code == entry.code
 
 
-def test_above_4096_elements_the_hint_points_at_the_localised_elements():
-    n = 4097
+def test_above_the_slice_size_the_hint_points_at_the_localised_elements():
+    n = SLICE_HINT_SIZE + 1
     forward, backward, x, grad_output = dropout_case(n, np.float32, seed=2)
     j = 1234
     with pytest.raises(GradientCheckError) as raised:

@@ -174,16 +174,21 @@ class GradientCheckError(AssertionError):
         self.result = result
 
 
+#: Above this many elements a failure's hint suggests diagnosing a slice around the localised
+#: elements: a diagnosis costs about 2N forward calls, seconds for a cheap forward at this size.
+SLICE_HINT_SIZE = 4096
+
+
 def diagnosis_hint(size: int, localised=()) -> str:
     """The last line of a failure's message: how to learn why, and what it costs.
 
     A diagnosis is never run implicitly (it calls forward about 2N + 5 more
-    times); the user asks for it. Above 4096 elements the hint suggests a slice
+    times); the user asks for it. Above SLICE_HINT_SIZE elements the hint suggests a slice
     around the elements a fast check localised.
     """
     call = "lib.diagnose.diagnose(forward, backward, x, grad_output)"
     cost = f"about {2 * size + 5} more forward calls"
-    if size <= 4096 or len(localised) == 0:
+    if size <= SLICE_HINT_SIZE or len(localised) == 0:
         return f"Why: {call} names the most likely cause ({cost})."
     where = ", ".join(str(int(i)) for i in localised)
     return (f"Why: {call} names the most likely cause ({cost}); on a slice of x around element(s) {where} "
