@@ -14,6 +14,7 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 from notebook_factory import write_notebook
 
 import lib.workbook.runner as workbook
+from lib.workbook import processes
 from lib.workbook.cli import main
 
 
@@ -326,3 +327,14 @@ def test_stored_outputs_join_the_chunks_one_print_stream_was_flushed_in():
     clean = workbook.strip_run_metadata(nb)
     assert [(o.name, o.text) for o in clean.cells[0].outputs] == [("stdout", "a\nb\n"), ("stderr", "warn\n"),
                                                                    ("stdout", "c\n")]
+
+
+def test_a_second_run_into_a_busy_folder_is_refused_before_any_kernel_starts(tiny_workbook, tmp_path, capsys):
+    out = tmp_path / "build"
+    with processes.output_lock(out):  # a run in progress
+        code = main(["run", "--notebook-dir", str(tiny_workbook), "--output", str(out)])
+    assert code == 2
+    assert f"error: another run is writing into {out}/" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
+    with processes.output_lock(out):  # free again once the holder is done
+        pass

@@ -8,6 +8,7 @@ notebooks), so a notebook whose verdict ignored its parameters would fail.
 from __future__ import annotations
 
 import itertools
+import re
 
 import nbformat
 import numpy as np
@@ -126,3 +127,13 @@ def test_the_diagnosis_notebook_follows_an_unseeded_forward(tmp_path):
     assert not d.passed and d.primary.code == "nondeterministic-forward"
     verdict = _run(tmp_path, "11", "-p", "seed", "0")["11"]
     assert verdict.startswith("REFUTED - diagnose ranks 'nondeterministic-forward' first")
+
+
+def test_float64_tables_keep_their_columns_apart(float64_run):
+    # float64 numbers print with up to 17 digits; a fixed field width let neighbours run together.
+    _, out = float64_run
+    notebook = nbformat.read(str(out / "06_h4_numerical_precision.ipynb"), as_version=4)
+    text = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", [])
+                   if o.get("output_type") == "stream")
+    glued = re.findall(r"\d\.\d+e[-+]\d+\d\.\d", text) + re.findall(r"\d\.\d{10,}\d\.\d", text)
+    assert glued == []

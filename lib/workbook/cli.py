@@ -168,6 +168,12 @@ def _run(args) -> int:
     parameters = workbook.resolve_parameters(selected, pairs)
     output = args.output / "update" if args.update_sources else args.output
 
+    with processes.output_lock(output):
+        return _run_into(output, selected, parameters, pairs, args)
+
+
+def _run_into(output: Path, selected, parameters: dict, pairs, args) -> int:
+    """Execute, write the summary (and report, and sources), print the table; the exit code."""
     start = time.perf_counter()
     total = len(selected)
     print(f"Running {total} notebook(s) into {output}/ ...", flush=True)
@@ -275,7 +281,7 @@ def main(argv=None) -> int:
     try:
         commands = {"diagnose": _diagnose, "run": _run, "mojo": _mojo}
         return commands[args.command](args)
-    except (workbook.WorkbookError, ValueError, TypeError) as error:
+    except (workbook.WorkbookError, processes.FolderBusy, ValueError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `python -m lib diagnose | head`: the reader left early

@@ -8,6 +8,7 @@ exits, and watches for its parent's death, which no signal announces.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import threading
@@ -58,3 +59,28 @@ def exit_with_parent() -> None:
         _die()
 
     threading.Thread(target=watch, daemon=True).start()
+
+
+class FolderBusy(Exception):
+    """Another run holds the output folder."""
+
+
+@contextlib.contextmanager
+def output_lock(folder: Path):
+    """Hold `folder` for one run: a second run into it is refused instead of mixing its pages in.
+
+    An advisory lock on the folder itself (no lock file to leave behind); the
+    kernel releases it when the process ends, however it ends.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderBusy(f"another run is writing into {folder}/; wait for it to finish or choose "
+                             "another --output") from None
+        yield
+    finally:
+        os.close(handle)
+
