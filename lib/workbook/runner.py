@@ -277,6 +277,22 @@ def _source_cell(source: Path, failing_source: str, fallback: int) -> int:
     return next((k for k, cell in enumerate(cells) if cell.source == failing_source), fallback)
 
 
+def _last_started_cell(executed: Path, source: Path) -> str:
+    """' cell K ('first line')' for the last cell papermill started in `executed`: after a dead kernel,
+    the one that was running; '' when none started or the file cannot be read."""
+    import nbformat
+
+    try:
+        cells = nbformat.read(str(executed), as_version=4).cells
+    except Exception:  # no partial output to read: name no cell
+        return ""
+    started = [(k, c) for k, c in enumerate(cells) if (c.metadata.get("papermill") or {}).get("start_time")]
+    if not started:
+        return ""
+    index, cell = started[-1]
+    return f" cell {_source_cell(source, cell.source, index)} ({_first_line(cell.source)!r})"
+
+
 def _first_line(text: str) -> str:
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     return line if len(line) <= 60 else line[:57] + "..."
@@ -315,7 +331,8 @@ def execute(source: Path, output: Path, parameters: dict) -> NotebookRun:
                  f"raised {failure.ename}: {failure.evalue}")
     except Exception as failure:  # a dead kernel, a timeout, a file that is not a notebook
         status = "failed"
-        error = f"{source.name}: {type(failure).__name__}: {failure}"
+        cell = _last_started_cell(partial, source) if partial.exists() else ""
+        error = f"{source.name}:{cell} {type(failure).__name__}: {failure}"
     if partial.exists():
         os.replace(partial, output)
     seconds = time.perf_counter() - start
