@@ -339,3 +339,12 @@ def test_a_second_run_into_a_busy_folder_is_refused_before_any_kernel_starts(tin
     assert list(out.iterdir()) == []
     with processes.output_lock(out):  # free again once the holder is done
         pass
+
+
+def test_no_command_lists_the_commands_with_examples(capsys):
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert all(name in err for name in ("diagnose", "run", "mojo", "examples:", "python -m lib run --list"))
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "examples:" in capsys.readouterr().out

@@ -20,7 +20,7 @@ from lib.workbook import runner as workbook
 def _add_diagnose(commands) -> None:
     o = replica.ORIGINAL
     parser = commands.add_parser(
-        "diagnose", help="print every number of one run of the original test (the plan's step 1)",
+        "diagnose", help="print every number of one run of the original failing test, replicated in numpy",
         description="Run the replica of the original dropout gradient test and print the input, the masks "
                     "of several forward calls, the outputs and, per element, analytical and numerical "
                     "gradients with the nominal and realised step. Exit code 1 when the check fails.")
@@ -51,7 +51,14 @@ def _add_run(commands) -> None:
         "run", help="run the whole workbook headless with papermill",
         description="Execute the numbered notebooks in order into an output folder and print a summary "
                     "with each notebook's verdict. Sources are never overwritten (except with "
-                    "--update-sources, which refreshes their stored outputs).")
+                    "--update-sources, which refreshes their stored outputs).",
+        epilog="examples:\n"
+               "  python -m lib run                          all notebooks, defaults, into build/\n"
+               "  python -m lib run 6 -p dtype=float64       notebook 06 in float64\n"
+               "  python -m lib run 1-6 -p p 0.5             notebooks 01 to 06 with p = 0.5 (NAME VALUE works too)\n"
+               "  python -m lib run --html --output report   also an HTML report, into report/\n"
+               "  python -m lib run --list                   every notebook's parameters and defaults",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", metavar="N",
                         help="notebook numbers or ranges (e.g. 3 6-8); default: all")
     parser.add_argument("-p", "--parameter", nargs=1, action="append", default=[], metavar="NAME=VALUE",
@@ -84,8 +91,17 @@ def _add_mojo(commands) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lib",
-        description="Investigation workbook for a failing dropout gradient check.")
-    commands = parser.add_subparsers(dest="command", required=True)
+        description="Investigation workbook for a failing dropout gradient check: run its notebooks, "
+                    "replay the original test, compare the replica with Mojo.",
+        epilog="examples:\n"
+               "  python -m lib run                      every notebook, into build/\n"
+               "  python -m lib run 3 6-8 -p seed=0      some notebooks, with a parameter changed\n"
+               "  python -m lib run --list               the notebooks and their parameters\n"
+               "  python -m lib diagnose --dtype float64 the original test's numbers in float64\n"
+               "  python -m lib mojo                     the Mojo twin against the replica\n"
+               "'python -m lib COMMAND --help' describes each command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_diagnose(commands)
     _add_run(commands)
     _add_mojo(commands)
@@ -277,7 +293,11 @@ def _joined_parameters(argv: list[str]) -> list[str]:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(_joined_parameters(argv))
+    parser = build_parser()
+    args = parser.parse_args(_joined_parameters(argv))
+    if args.command is None:  # no command: say what there is rather than argparse's one-line complaint
+        parser.print_help(sys.stderr)
+        return 2
     try:
         commands = {"diagnose": _diagnose, "run": _run, "mojo": _mojo}
         return commands[args.command](args)
