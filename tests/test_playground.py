@@ -181,3 +181,13 @@ def test_replica_sweep_reproduces_the_failure_and_its_fix_at_the_original_step()
     in_float64 = replica_error_vs_step([1e-5], divide_by="nominal", dtype="float64")[0]
     assert nominal > 1e-3 > realised
     assert in_float64 < 1e-9
+
+
+def test_the_eps_slider_hands_over_the_value_it_shows():
+    pytest.importorskip("ipywidgets")
+    drawn = []
+    panel = build_playground(State(), draw_fn=drawn.append)
+    panel.controls["eps"].value = 10 ** -2.75  # a log slider's value: 0.0017782794100389228
+    shown = f"{panel.controls['eps'].value:{panel.controls['eps'].readout_format}}"
+    assert drawn[-1].eps == float(shown) == 1.78e-3
+    assert "eps=0.00178 " in drawn[-1].describe()[1] + " "

@@ -14,7 +14,7 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 from notebook_factory import write_notebook
 
 import lib.workbook.runner as workbook
-from lib.workbook import processes
+from lib.workbook import processes, report, verdict
 from lib.workbook.cli import main
 
 
@@ -348,3 +348,10 @@ def test_no_command_lists_the_commands_with_examples(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     assert "examples:" in capsys.readouterr().out
+
+
+def test_the_playground_has_a_word_of_its_own_and_the_report_a_colour_for_every_word():
+    assert verdict.parse_verdict("text\nVerdict: OBSERVED - what the starting state shows\n").word == "OBSERVED"
+    assert set(report._WORD_COLORS) == set(verdict.WORDS)
+    with pytest.raises(ValueError, match="word must be one of"):
+        verdict.Verdict("SHOWN", "not a word")

@@ -35,6 +35,13 @@ from lib.workbook.panels import (
     evaluate,
 )
 
+#: How the eps slider shows its value; the State gets eps rounded to exactly this, so that what
+#: the panels print is what the slider shows (a log slider's value is 10**k, e.g. 0.0017782794100389228).
+EPS_FORMAT = ".2e"
+
+#: The widest control label ("seed (0: unseeded)") fits in this.
+LABEL_WIDTH = "160px"
+
 
 def render(state: State, *, show: bool = True) -> Evidence:
     """Compute, print and draw everything for one state of the controls.
@@ -69,19 +76,21 @@ class Playground:
     redraw: Callable[..., None] | None = None
 
     def state(self) -> State:
-        """The State the controls currently show."""
-        return State(**{name: control.value for name, control in self.controls.items()})
+        """The State the controls currently show (eps as its slider shows it, not the float behind it)."""
+        values = {name: control.value for name, control in self.controls.items()}
+        values["eps"] = float(f"{values['eps']:{EPS_FORMAT}}")
+        return State(**values)
 
 
 def make_controls(state: State) -> dict:
     """One ipywidgets control per State field, set to `state`'s values."""
     import ipywidgets as w
 
-    style = {"description_width": "110px"}
+    style = {"description_width": LABEL_WIDTH}
     # Ranges widen to hold a starting value outside them (e.g. `-p eps 1`), so the controls never clamp it.
     low, high = min(-9.0, np.floor(np.log10(state.eps))), max(-1.0, np.ceil(np.log10(state.eps)))
-    slider = {"continuous_update": False, "style": style, "layout": w.Layout(width="340px")}
-    toggle = {"style": {"description_width": "110px", "button_width": "95px"}}
+    slider = {"continuous_update": False, "style": style, "layout": w.Layout(width="400px")}
+    toggle = {"style": {"description_width": LABEL_WIDTH, "button_width": "95px"}}
     return {
         "dtype": w.Dropdown(options=list(SWITCHES["dtype"]), value=state.dtype, description="dtype", style=style),
         "p": w.FloatSlider(value=state.p, min=0.0, max=max(0.95, state.p), step=0.05, description="p (drop prob.)",
@@ -90,13 +99,13 @@ def make_controls(state: State) -> dict:
                             **slider),
         "eps": w.FloatLogSlider(value=state.eps, base=10, min=float(low), max=float(high), step=0.25,
                                 description="step eps",
-                                readout_format=".1e", **slider),
+                                readout_format=EPS_FORMAT, **slider),
         "n_calls": w.IntSlider(value=state.n_calls, min=1, max=max(60, state.n_calls), description="forward calls",
                                **slider),
         "size": w.IntSlider(value=state.size, min=1, max=max(20, state.size), description="input size", **slider),
         **{name: w.ToggleButtons(options=list(SWITCHES[name]), value=getattr(state, name),
                                  description=name, **toggle) for name in SWITCH_NAMES[:-1]},
-        "restore_input": w.Checkbox(value=state.restore_input, description="checker restores its input",
+        "restore_input": w.Checkbox(value=state.restore_input, description="checker restores x",
                                     style=style),
     }
 

@@ -139,7 +139,8 @@ def thumbnail(payload: str, width: int = 400, colors: int = 128) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-_WORD_COLORS = {"CONFIRMED": "#d1495b", "REFUTED": "#2a9d8f", "LATENT": "#e9a23b", "INCONCLUSIVE": "#8d99ae"}
+_WORD_COLORS = {"CONFIRMED": "#d1495b", "REFUTED": "#2a9d8f", "LATENT": "#e9a23b", "INCONCLUSIVE": "#8d99ae",
+                "OBSERVED": "#3d405b"}
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;

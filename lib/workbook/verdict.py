@@ -20,10 +20,11 @@ WORDS = {
     "REFUTED": "this cause does not produce the failure",
     "LATENT": "a real flaw, but not the cause of this failure",
     "INCONCLUSIVE": "the evidence cannot decide with these parameters",
+    "OBSERVED": "what one setting of the playground shows; it tests no hypothesis",
 }
 
 #: The printed form, as the runner parses it.
-VERDICT_LINE = re.compile(r"^Verdict: (CONFIRMED|REFUTED|LATENT|INCONCLUSIVE) - (.+)$", re.MULTILINE)
+VERDICT_LINE = re.compile(rf"^Verdict: ({'|'.join(WORDS)}) - (.+)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
