@@ -80,7 +80,7 @@ def test_ruff_skips_a_virtual_environment_and_the_build_folder(tmp_path):
     # The README recommends `python -m venv .venv` inside the checkout; ruff must
     # keep its default excludes (.venv among them) and add the workbook's output.
     (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
-    for folder in (".venv/lib", "build"):
+    for folder in (".venv/lib", "build", "output"):
         (tmp_path / folder).mkdir(parents=True)
         (tmp_path / folder / "untidy.py").write_text("import os\nx=1;y=2\n")
     done = subprocess.run(["ruff", "check", "--quiet", "."], cwd=tmp_path, capture_output=True, text=True)

@@ -15,7 +15,7 @@ from notebook_factory import write_notebook
 
 import lib.workbook.runner as workbook
 from lib.workbook import processes, report, verdict
-from lib.workbook.cli import main
+from lib.workbook.cli import build_parser, main
 
 
 def _notebook(path: Path, parameters: str, body: str, verdict: str | None = None) -> Path:
@@ -355,3 +355,19 @@ def test_the_playground_has_a_word_of_its_own_and_the_report_a_colour_for_every_
     assert set(report._WORD_COLORS) == set(verdict.WORDS)
     with pytest.raises(ValueError, match="word must be one of"):
         verdict.Verdict("SHOWN", "not a word")
+
+
+def test_without_a_checkout_the_runner_looks_in_the_current_folder_and_says_what_to_do(tmp_path, monkeypatch,
+                                                                                     capsys):
+    # A `pip install .` (not editable) has no notebooks beside the package.
+    monkeypatch.setattr(workbook, "NOTEBOOK_DIR", tmp_path / "site-packages" / "notebooks")
+    monkeypatch.chdir(tmp_path)
+    assert workbook.notebook_folder() == tmp_path / "notebooks"
+    assert main(["run", "--list"]) == 2
+    assert "run from a checkout of the workbook (pip install -e . there) or pass --notebook-dir" in \
+        capsys.readouterr().err
+
+
+def test_the_default_output_is_not_setuptools_build_folder():
+    assert build_parser().parse_args(["run"]).output == workbook.DEFAULT_OUTPUT
+    assert workbook.DEFAULT_OUTPUT.parts[0] != "build"

@@ -53,7 +53,7 @@ def _add_run(commands) -> None:
                     "with each notebook's verdict. Sources are never overwritten (except with "
                     "--update-sources, which refreshes their stored outputs).",
         epilog="examples:\n"
-               "  python -m lib run                          all notebooks, defaults, into build/\n"
+               "  python -m lib run                          all notebooks, defaults, into output/\n"
                "  python -m lib run 6 -p dtype=float64       notebook 06 in float64\n"
                "  python -m lib run 1-6 -p p 0.5             notebooks 01 to 06 with p = 0.5 (NAME VALUE works too)\n"
                "  python -m lib run --html --output report   also an HTML report, into report/\n"
@@ -64,14 +64,15 @@ def _add_run(commands) -> None:
     parser.add_argument("-p", "--parameter", nargs=1, action="append", default=[], metavar="NAME=VALUE",
                         help="set parameter NAME in every selected notebook that declares it "
                              "(also -p NAME VALUE; negative numbers are fine)")
-    parser.add_argument("--output", type=Path, default=Path("build"), help="folder for executed copies "
+    parser.add_argument("--output", type=Path, default=workbook.DEFAULT_OUTPUT, help="folder for executed copies "
                         "(default %(default)s)")
     parser.add_argument("--html", action="store_true", help="also export HTML and an index.html report")
     parser.add_argument("--update-sources", action="store_true",
                         help="re-execute with defaults and store the outputs in the source notebooks")
     parser.add_argument("--jobs", type=int, default=1, help="notebooks run at once (default %(default)s)")
     parser.add_argument("--list", action="store_true", help="list notebooks and their parameters, run nothing")
-    parser.add_argument("--notebook-dir", type=Path, default=workbook.NOTEBOOK_DIR, help=argparse.SUPPRESS)
+    parser.add_argument("--notebook-dir", type=Path, default=None,
+                        help="folder of the numbered notebooks (default: the checkout's notebooks/, else ./notebooks)")
 
 
 def _add_mojo(commands) -> None:
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Investigation workbook for a failing dropout gradient check: run its notebooks, "
                     "replay the original test, compare the replica with Mojo.",
         epilog="examples:\n"
-               "  python -m lib run                      every notebook, into build/\n"
+               "  python -m lib run                      every notebook, into output/\n"
                "  python -m lib run 3 6-8 -p seed=0      some notebooks, with a parameter changed\n"
                "  python -m lib run --list               the notebooks and their parameters\n"
                "  python -m lib diagnose --dtype float64 the original test's numbers in float64\n"
@@ -168,6 +169,7 @@ def _summary(runs, total: float) -> str:
 
 
 def _run(args) -> int:
+    args.notebook_dir = workbook.notebook_folder(args.notebook_dir)
     notebooks = workbook.discover(args.notebook_dir)
     for path in workbook.skipped(args.notebook_dir):
         print(f"warning: {path.name} is not run: workbook notebooks are named NN_name.ipynb "

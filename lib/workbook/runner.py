@@ -1,6 +1,6 @@
 """Run the workbook headless: every numbered notebook, in order, with papermill.
 
-Executed copies go to an output folder (default `build/`), never over the
+Executed copies go to an output folder (default `output/`), never over the
 source notebooks. `-p NAME VALUE` reaches every selected notebook that
 declares NAME in its `parameters` cell; a NAME no selected notebook declares
 is refused (papermill itself would only log a warning and run the default).
@@ -30,7 +30,11 @@ from lib import _checks
 from lib.replica import SWITCHES
 from lib.workbook.verdict import parse_verdict
 
+#: The checkout's notebooks. An install that is not editable (`pip install .`) has no notebooks
+#: beside the package; then the runner looks in the current folder (see discover).
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+#: Not `build/`: setuptools builds the package there (build/lib, build/bdist.*).
+DEFAULT_OUTPUT = Path("output")
 NOTEBOOK_NAME = re.compile(r"^(\d{2})_[\w-]+\.ipynb$")
 KERNEL_NAME = "python3"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -76,10 +80,18 @@ _CONVERTERS = {"int": int, "float": float, "str": str,
                "bool": lambda v: {"true": True, "false": False}[str(v).lower()]}
 
 
+def notebook_folder(given: Path | None = None) -> Path:
+    """`given`, else the checkout's notebooks/, else ./notebooks (an install that is not editable)."""
+    if given is not None:
+        return given
+    return NOTEBOOK_DIR if NOTEBOOK_DIR.is_dir() else Path.cwd() / "notebooks"
+
+
 def discover(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
     """The numbered notebooks (NN_name.ipynb) in reading order."""
     if not notebook_dir.is_dir():
-        raise WorkbookError(f"notebook folder not found: {notebook_dir}")
+        raise WorkbookError(f"notebook folder not found: {notebook_dir}; run from a checkout of the workbook "
+                            "(pip install -e . there) or pass --notebook-dir")
     return sorted(p for p in notebook_dir.iterdir() if NOTEBOOK_NAME.match(p.name))
 
 
