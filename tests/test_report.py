@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import subprocess
 from html.parser import HTMLParser
@@ -21,6 +22,7 @@ from notebook_factory import write_notebook
 
 from lib.workbook import report
 from lib.workbook.cli import main
+from lib.workbook.runner import NotebookRun
 
 FIGURE = "fig, ax = plt.subplots()\nax.plot([0, 1], [{a}, {b}])\nax.set_title('figure {a}')\nplt.show()"
 
@@ -210,3 +212,34 @@ def test_a_notebook_page_renders_its_figures_in_headless_chromium(built, tmp_pat
     assert image.size == (1000, 2200)
     assert ImageStat.Stat(image).stddev[0] > 10  # not a blank page: text and plots drawn
 
+
+
+def _run(name: str, verdict: str) -> NotebookRun:
+    return NotebookRun(Path(name), Path(name), "ok", 1.0, verdict)
+
+
+def test_the_index_opens_with_what_the_run_found_in_the_runs_own_words():
+    runs = [_run("01_a.ipynb", "CONFIRMED - fails at index 0 with 1.4305115"),
+            _run("03_b.ipynb", "REFUTED - masks agree"), _run("06_c.ipynb", "CONFIRMED - the step is 1.00136 x 2*eps"),
+            _run("10_d.ipynb", "CONFIRMED - all 10 checks pass"), _run("11_e.ipynb", "CONFIRMED - not a cause"),
+            _run("02_f.ipynb", "-")]
+    text = report._conclusion(runs)
+    assert text.startswith("<h2>What this run found</h2>")
+    assert "Reproduction (01): CONFIRMED - fails at index 0 with 1.4305115." in text
+    assert "Confirmed as a cause: 06: the step is 1.00136 x 2*eps." in text
+    assert "Fix (10): CONFIRMED - all 10 checks pass." in text
+    assert "masks agree" not in text and "not a cause" not in text
+    assert report._conclusion([_run("02_f.ipynb", "-")]) == ""
+
+
+def test_pages_break_output_lines_between_words(built):
+    _, out = built
+    page = (out / "01_figures.html").read_text()
+    assert page.rindex("word-break:normal") > page.rindex("word-break: break-all")
+
+
+def test_the_index_and_the_summary_give_the_same_time(built):
+    # One duration, measured when the notebooks finish, for summary.json, index.html and the terminal.
+    _, out = built
+    took = float(re.search(r"([\d.]+) s to execute", (out / "index.html").read_text()).group(1))
+    assert abs(json.loads((out / "summary.json").read_text())["seconds"] - took) <= 0.05

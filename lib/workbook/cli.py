@@ -196,10 +196,11 @@ def _run_into(output: Path, selected, parameters: dict, pairs, args) -> int:
     total = len(selected)
     print(f"Running {total} notebook(s) into {output}/ ...", flush=True)
     runs, stopped = _execute_all(selected, output, parameters, args.jobs)
-    json_path, md_path = summary.write_summary(runs, parameters, output, time.perf_counter() - start)
+    took = time.perf_counter() - start  # one number for the summary files, the report and the terminal
+    json_path, md_path = summary.write_summary(runs, parameters, output, took)
     print(f"Summary: {md_path} and {json_path.name} (full verdicts, parameters, versions, git revision)")
     if args.html:
-        index = report.write_report(runs, output, pairs, total=time.perf_counter() - start)
+        index = report.write_report(runs, output, pairs, total=took)
         print(f"HTML report: {index}")
     if args.update_sources:
         for run in runs:
@@ -207,7 +208,7 @@ def _run_into(output: Path, selected, parameters: dict, pairs, args) -> int:
                 workbook.update_source(run)
         print("Stored outputs refreshed in: " + ", ".join(r.source.name for r in runs if r.status == "ok"))
     print()
-    print(_summary(runs, time.perf_counter() - start))
+    print(_summary(runs, took))
     failed = [r for r in runs if r.status != "ok"]
     for run in failed:
         print(f"FAILED {run.error}", file=sys.stderr)

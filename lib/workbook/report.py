@@ -40,6 +40,11 @@ _PAGE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
 {%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
 {%- block html_head_js_mathjax -%}{%- if resources.report_math -%}{{ super() }}{%- endif -%}{%- endblock -%}
+{%- block notebook_css -%}{{ super() }}
+<style>/* JupyterLab breaks output lines anywhere (word-break: break-all), splitting words and numbers;
+break only a token longer than the whole line. */
+.jp-OutputArea-output pre{word-break:normal;overflow-wrap:break-word}</style>
+{%- endblock notebook_css -%}
 {%- block body_header -%}{{ super() }}
 <nav style="margin:0.5em 1em;font-family:sans-serif"><a href="index.html">&larr; report index</a></nav>
 {%- endblock body_header -%}
@@ -151,6 +156,7 @@ th,td{padding:6px 10px;text-align:left;border-bottom:1px solid #ddd;vertical-ali
 th{background:#f4f4f6}td.num{text-align:right;white-space:nowrap}.file{color:#777;font-size:0.85em}
 .word{display:inline-block;padding:1px 6px;border-radius:3px;color:#fff;font-size:0.8em;font-weight:600}
 .failed{color:#d1495b;font-weight:600}.error{color:#d1495b;font-size:0.85em}
+.conclusion{max-width:75ch;line-height:1.45}
 .gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:1.2em;align-items:start}
 figure{margin:0;border:1px solid #ddd;border-radius:4px;padding:0.6em;background:#fff}
 figure img{width:100%;height:auto;display:block}figcaption{font-size:0.9em;margin-bottom:0.4em}
@@ -185,6 +191,28 @@ class _Entry:
 def _inline(text: str) -> str:
     """Escape a markdown heading for HTML, keeping its `code` spans as <code>."""
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def _conclusion(runs: Sequence) -> str:
+    """One paragraph from this run's verdicts: the reproduction (01), the causes confirmed, the fix (10).
+
+    Only verdict lines go in, so every number in it was computed by the run; a
+    part whose notebook did not run, or has no verdict, is left out.
+    """
+    by_number = {r.source.name[:2]: r for r in runs if " - " in r.verdict}
+    parts = []
+    if "01" in by_number:
+        parts.append(f"Reproduction (01): {by_number['01'].verdict}.")
+    # The hypotheses are 02-09; later notebooks apply the tools rather than test a cause.
+    causes = [r for n, r in sorted(by_number.items()) if "01" < n < "10" and r.verdict.startswith("CONFIRMED")]
+    if causes:
+        parts.append("Confirmed as a cause: " + "; ".join(f"{r.source.name[:2]}: {r.verdict.partition(' - ')[2]}"
+                                                        for r in causes) + ".")
+    if "10" in by_number:
+        parts.append(f"Fix (10): {by_number['10'].verdict}.")
+    if not parts:
+        return ""
+    return f"<h2>What this run found</h2>\n<p class='conclusion'>{_inline(' '.join(parts))}</p>"
 
 
 def _row(entry: _Entry) -> str:
@@ -227,6 +255,7 @@ def write_index(runs: Sequence, output: Path, parameters: Iterable[tuple[str, st
 <h1>{TITLE}</h1>
 <p class="meta">Parameters: {params} &middot; {len(runs)} notebooks: {len(runs) - failed} ok, {failed} failed
 &middot; {took}</p>
+{_conclusion(runs)}
 <table id="summary">
 <thead><tr><th>notebook</th><th>verdict</th><th>time</th><th>status</th><th>figures</th></tr></thead>
 <tbody>
