@@ -106,8 +106,9 @@ def plot_error_vs_step(ax, steps, curves: Mapping[str, Sequence[float]], *, tole
         ax.text(steps.min(), tolerance * 1.3, "check fails above this line", color=FAIL_COLOR, fontsize=8)
     if mark_step is not None:
         ax.axvline(mark_step, color="black", ls=":", lw=1)
+        # On a white box: the curves pass behind the label wherever they cross the line.
         ax.text(mark_step * 1.15, ax.get_ylim()[0] * 3, f"{mark_label} = {mark_step:g}", fontsize=8,
-                rotation=90, va="bottom")
+                rotation=90, va="bottom", bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1})
     ax.set(xlabel="step eps (units of x)", ylabel=ylabel)
     ax.legend(loc="best")
 
