@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import io
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -157,7 +160,7 @@ def test_controls_hold_starting_values_outside_their_usual_ranges(state):
     assert build_playground(state, draw_fn=lambda s: None).state() == state
 
 
-def test_controls_report_a_state_that_cannot_be_drawn(capsys):
+def test_controls_report_a_state_that_cannot_be_drawn():
     pytest.importorskip("ipywidgets")
 
     def refuse(state):
@@ -166,7 +169,7 @@ def test_controls_report_a_state_that_cannot_be_drawn(capsys):
     panel = build_playground(State(), draw_fn=refuse)
     panel.controls["p"].value = 0.6  # must not raise out of the widget callback
     assert panel.state().p == 0.6
-    assert "cannot draw this state: no drawing at p=0.6" in capsys.readouterr().out  # no kernel: plain stdout
+    assert [o["text"] for o in panel.output.outputs] == ["cannot draw this state: no drawing at p=0.6\n"]
 
 
 def test_relative_error():
@@ -191,3 +194,20 @@ def test_the_eps_slider_hands_over_the_value_it_shows():
     shown = f"{panel.controls['eps'].value:{panel.controls['eps'].readout_format}}"
     assert drawn[-1].eps == float(shown) == 1.78e-3
     assert "eps=0.00178 " in drawn[-1].describe()[1] + " "
+
+
+def test_a_redraw_replaces_the_outputs_with_the_new_text_and_figure():
+    # The figure goes in as a PNG the redraw made itself, never through plt.show() inside
+    # `with output:`, which a kernel that handles widget messages on a subshell misroutes.
+    pytest.importorskip("ipywidgets")
+    from PIL import Image
+
+    panel = build_playground(State())
+    panel.controls["dtype"].value = "float64"
+    text, image = panel.output.outputs
+    assert "dtype=float64" in text["text"] and text["name"] == "stdout"
+    png = Image.open(io.BytesIO(base64.b64decode(image["data"]["image/png"])))
+    assert png.width > 600 and len(png.convert("L").getcolors(maxcolors=2**16)) > 10  # a drawing, not a blank
+    panel.controls["dtype"].value = "float32"
+    assert "dtype=float32" in panel.output.outputs[0]["text"]
+    assert panel.output.outputs[1]["data"]["image/png"] != image["data"]["image/png"]

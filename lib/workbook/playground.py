@@ -15,11 +15,18 @@ does all the work for that setting and draws it:
     diagnosis          lib.diagnose.diagnose on the replica's forward/backward pair.
 
 `render` needs no widgets; `build_playground(state)` wires ipywidgets controls
-to it, so that moving a control redraws the panels below them.
+to `snapshot`, so that moving a control redraws the panels below them. A redraw
+sets the Output widget's outputs to the text and a PNG of the figure directly,
+rather than printing and showing inside `with output:`: that context routes
+output by the message being handled, and ipykernel 7 handles widget messages on
+a subshell whose figures matplotlib's inline backend attributes elsewhere (the
+figure area stays blank and the figure lands in the log).
 """
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -59,6 +66,19 @@ def render(state: State, *, show: bool = True) -> Evidence:
     else:
         evidence.figure = fig
     return evidence
+
+
+def snapshot(state: State) -> list[dict]:
+    """What one redraw shows, as notebook outputs: the evidence lines (stdout) and the panels (a PNG)."""
+    evidence = evaluate(state)
+    fig = draw(evidence)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=fig.dpi, bbox_inches="tight")
+    plt.close(fig)
+    png = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return [{"output_type": "stream", "name": "stdout", "text": "\n".join(evidence.lines()) + "\n"},
+            {"output_type": "display_data", "metadata": {},
+             "data": {"image/png": png, "text/plain": "<the playground's four panels>"}}]
 
 
 # --------------------------------------------------------------------------
@@ -110,11 +130,12 @@ def make_controls(state: State) -> dict:
     }
 
 
-def build_playground(state: State | None = None, draw_fn: Callable[[State], object] = render) -> Playground:
-    """Controls that redraw `draw_fn(state)` into an Output widget whenever one of them changes.
+def build_playground(state: State | None = None,
+                     draw_fn: Callable[[State], list[dict] | None] = snapshot) -> Playground:
+    """Controls that show `draw_fn(state)`'s outputs in an Output widget whenever one of them changes.
 
     The Output starts empty (the notebook draws the starting state in the cell
-    above); a state the replica refuses prints the reason instead of panels.
+    above); a state the replica refuses shows the reason instead of panels.
     """
     import ipywidgets as w
 
@@ -124,12 +145,11 @@ def build_playground(state: State | None = None, draw_fn: Callable[[State], obje
     panel = Playground(None, controls, output)
 
     def redraw(change=None):
-        with output:
-            output.clear_output(wait=True)
-            try:
-                draw_fn(panel.state())
-            except (ValueError, TypeError) as error:
-                print(f"cannot draw this state: {error}")
+        try:
+            shown = draw_fn(panel.state()) or []
+        except (ValueError, TypeError) as error:
+            shown = [{"output_type": "stream", "name": "stdout", "text": f"cannot draw this state: {error}\n"}]
+        output.outputs = tuple(shown)
 
     for control in controls.values():
         control.observe(redraw, names="value")
@@ -142,4 +162,4 @@ def build_playground(state: State | None = None, draw_fn: Callable[[State], obje
     return panel
 
 
-__all__ = ["Playground", "build_playground", "make_controls", "render"]
+__all__ = ["Playground", "build_playground", "make_controls", "render", "snapshot"]
