@@ -174,7 +174,7 @@ def test_notebook_title_is_the_first_heading(cells, expected):
 
 CHROMIUM = Path("/usr/bin/chromium")
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed "
-                                    "(apt-get install chromium); CI installs only requirements.txt")
+                                    "(apt-get install chromium; .ci/run installs it)")
 
 
 def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:

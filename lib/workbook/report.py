@@ -157,7 +157,12 @@ th{background:#f4f4f6}td.num{text-align:right;white-space:nowrap}.file{color:#77
 .word{display:inline-block;padding:1px 6px;border-radius:3px;color:#fff;font-size:0.8em;font-weight:600}
 .failed{color:#d1495b;font-weight:600}.error{color:#d1495b;font-size:0.85em}
 .conclusion{max-width:75ch;line-height:1.45}
-.gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:1.2em;align-items:start}
+.gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(360px,100%),1fr));gap:1.2em;
+align-items:start}
+td{overflow-wrap:anywhere}
+@media (max-width:640px){#summary thead{display:none}#summary tr,#summary td{display:block}
+#summary tr{border-bottom:2px solid #ccc;padding:0.4em 0}#summary td{border:none;padding:2px 4px}
+#summary td.num{text-align:left}}
 figure{margin:0;border:1px solid #ddd;border-radius:4px;padding:0.6em;background:#fff}
 figure img{width:100%;height:auto;display:block}figcaption{font-size:0.9em;margin-bottom:0.4em}
 """
