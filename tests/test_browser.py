@@ -114,6 +114,9 @@ def test_the_playground_redraws_its_figure_when_a_control_moves(browser, lab):
     dropdown = page.locator(".widget-dropdown select").first
     dropdown.wait_for(timeout=120_000)
     assert page.locator(".widget-output img").count() == 0  # the Output starts empty
+    cut = page.evaluate("[...document.querySelectorAll('.widget-label')]"
+                        ".filter(e => e.scrollWidth > e.clientWidth).map(e => e.textContent)")
+    assert cut == []  # every control's label is shown whole
     dropdown.select_option("float64")
     first = _widget_image(page)
     assert _is_a_drawing(first)
