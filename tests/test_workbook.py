@@ -371,3 +371,11 @@ def test_without_a_checkout_the_runner_looks_in_the_current_folder_and_says_what
 def test_the_default_output_is_not_setuptools_build_folder():
     assert build_parser().parse_args(["run"]).output == workbook.DEFAULT_OUTPUT
     assert workbook.DEFAULT_OUTPUT.parts[0] != "build"
+
+
+def test_decide_takes_the_first_rule_that_holds_and_formats_only_its_reason():
+    never = lambda: [][0]  # noqa: E731 - a reason that would fail if it were formatted
+    found = verdict.decide((False, "CONFIRMED", never), (True, "REFUTED", lambda: "it passes"), (True, "LATENT", never))
+    assert str(found) == "Verdict: REFUTED - it passes"
+    with pytest.raises(ValueError, match="no rule's condition holds"):
+        verdict.decide((False, "REFUTED", "x"))

@@ -12,6 +12,7 @@ run, with these parameters, and nothing else.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 #: What each word means. Exactly these words are accepted.
@@ -45,6 +46,27 @@ class Verdict:
         """Print the verdict line, the form the runner reads back. Returns None, so
         a notebook cell ending in `verdict.show()` stores only the printed line."""
         print(self)
+
+
+def decide(*rules: tuple[bool, str, str | Callable[[], str]]) -> Verdict:
+    """The verdict of the first rule whose condition holds.
+
+    Each rule is `(condition, word, reason)`, read top to bottom like the
+    verdict's definition in the notebook's markdown. `reason` is a string or a
+    function returning one, so a reason that indexes something only the
+    matching case has (the first failing element) is formatted only then.
+
+        decide((fails and fixed, "CONFIRMED", lambda: f"fails at {first} ..."),
+               (not fails, "REFUTED", "the check passes"),
+               (True, "INCONCLUSIVE", "it fails, and the fix does not help"))
+
+    Raises:
+        ValueError: no condition holds (end with a `True` rule to be total).
+    """
+    for condition, word, reason in rules:
+        if condition:
+            return Verdict(word, reason() if callable(reason) else reason)
+    raise ValueError("no rule's condition holds; end the rules with (True, WORD, reason)")
 
 
 def parse_verdict(text: str) -> Verdict | None:
