@@ -17,7 +17,8 @@ from lib.gradcheck.result import GradCheckResult, GradientCheckError, diagnosis_
 
 
 def check_gradient(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, eps=None,
-                   raise_on_failure=True, mode="dense", probes=None, strict=False, probe_seed=0) -> GradCheckResult:
+                   raise_on_failure=True, mode="dense", probes=None, strict=False, probe_seed=0,
+                   batch=None) -> GradCheckResult:
     """Check backward against central differences of forward.
 
     mode="dense" (default) differences every element: 2N forward calls. The
@@ -45,6 +46,9 @@ def check_gradient(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, e
         probes: random upstream gradients (dense, default 1) or projections (fast, default 2).
         strict: True drops the rounding allowance: the plain rule above.
         probe_seed: seed of the dense probes (reported with the result).
+        batch: None, or k >= 1 for a forward that takes a stack of inputs: it is then called with
+            (m, *x.shape), m <= k perturbed copies of x, and must return (m, *y.shape), so the
+            2N points cost about 2N/k calls (dense mode; other calls get a stack of one).
 
     Returns:
         GradCheckResult with per-element analytical, numerical, tolerance, noise, step,
@@ -55,6 +59,10 @@ def check_gradient(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, e
     raise_on_failure = _checks.boolean(raise_on_failure, "raise_on_failure")
     probes = _checks.positive_int(probes if probes is not None else (2 if mode == "fast" else 1), "probes",
                                   low=1 if mode == "fast" else 0)
+    if batch is not None:
+        batch = _checks.positive_int(batch, "batch")
+        if mode == "fast":
+            raise ValueError("batch applies to mode='dense'; fast mode makes only 2 * probes forward calls")
     if mode == "fast":
         return check_gradient_fast(forward, backward, x, grad_output, probes=probes, rtol=rtol, atol=atol,
                                    eps=eps, raise_on_failure=raise_on_failure)
@@ -65,7 +73,7 @@ def check_gradient(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, e
     if eps is not None:
         _checks.positive_step(eps)
     outcome = dense_check(forward, backward, x, grad_output, rtol=rtol, atol=atol, eps=eps, probes=probes,
-                           strict=strict, probe_seed=probe_seed)
+                           strict=strict, probe_seed=probe_seed, batch=batch)
     if not outcome.passed and raise_on_failure:
         hint = diagnosis_hint(np.size(x))
         raise GradientCheckError(outcome, "\n".join([outcome.report(), hint]))

@@ -9,6 +9,7 @@ from lib.gradcheck.differences import (
     _central_differences,
     _validated_inputs,
     check_returned,
+    numeric_output,
 )
 from lib.gradcheck.result import GradCheckResult, build_result, tolerance_for
 
@@ -75,8 +76,33 @@ def _arithmetic_slack(forward, x, work, out_shape, grads, eps, out_dtype, analyt
     return slack, again.forward_calls + calls
 
 
-def dense_check(forward, backward, x, given, *, rtol, atol, eps, probes, strict, probe_seed) -> GradCheckResult:
+def unstacked(forward):
+    """A forward of one x, from a forward of stacks (k, *x.shape) -> (k, *y.shape) (the batch=k contract).
+
+    Passes a stack of one, x[np.newaxis], a view: a forward that writes into
+    its input writes into x, where the mutation guard sees it.
+    """
+    def one(x):
+        try:
+            returned = forward(x[np.newaxis])
+        except Exception as error:
+            error.add_note(f"check_gradient(batch=k) calls forward with a stack of inputs, shape (k, *x.shape); "
+                           f"here a stack of 1, {(1, *x.shape)}")
+            raise
+        returned = numeric_output(returned, "forward")
+        if returned.ndim == 0 or returned.shape[0] != 1:
+            raise ValueError("with batch=k, forward takes a stack of inputs (k, *x.shape) and must return one "
+                             f"output per input, (k, *y.shape); given a stack of 1 it returned shape "
+                             f"{returned.shape}")
+        return returned[0]
+
+    return one
+
+
+def dense_check(forward, backward, x, given, *, rtol, atol, eps, probes, strict, probe_seed,
+                batch=None) -> GradCheckResult:
     """The dense check on validated settings: analytical sides, one loop, noise where needed."""
+    stacked, forward = forward, (unstacked(forward) if batch else forward)
     x, work, out_shape, grad64, out_dtype = _validated_inputs(forward, x, given)
     guard = _Guard(x, np.asarray(given))
     guard.after("forward", work)
@@ -85,7 +111,8 @@ def dense_check(forward, backward, x, given, *, rtol, atol, eps, probes, strict,
     analytical += [_analytical(backward, g, work, x.shape, guard, "backward (random grad_output)") for g in randoms]
     grads = np.concatenate([grad64.reshape(1, -1), randoms.reshape(probes, grad64.size).astype(np.float64)])
     analytical = np.stack([np.asarray(a, dtype=np.float64).reshape(-1) for a in analytical])
-    found = _central_differences(forward, x, work, out_shape, grads, eps, out_dtype, with_noise=False)
+    found = _central_differences(stacked if batch else forward, x, work, out_shape, grads, eps, out_dtype,
+                                 with_noise=False, batch=batch)
     guard.after("forward", work)
     slack, extra = None, 0
     if not strict:

@@ -7,34 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from lib import _checks
+from lib.gradcheck import sweep
+from lib.gradcheck.returns import check_returned, numeric_output  # noqa: F401 - re-exported
 from lib.gradcheck.steps import _realised_points, default_step
-
-
-def _describe(value) -> str:
-    if value is None:
-        return "None"
-    array = np.asarray(value) if not isinstance(value, str) else None
-    if array is None or array.dtype.kind in "OUSV":
-        return f"{type(value).__name__} {str(value)[:60]!r}" if array is None or array.ndim == 0 else \
-            f"an array of dtype {array.dtype}"
-    return f"an array of dtype {array.dtype} and shape {array.shape}"
-
-
-def numeric_output(returned, who: str) -> np.ndarray:
-    """`returned` as a real numeric ndarray, or TypeError naming `who` and what it returned."""
-    array = None if returned is None or isinstance(returned, str) else np.asarray(returned)
-    if array is None or array.dtype.kind not in "biuf":
-        kind = "complex" if array is not None and array.dtype.kind == "c" else "non-numeric"
-        raise TypeError(f"{who} must return a real numeric array; it returned {kind} {_describe(returned)}")
-    return array
-
-
-def check_returned(returned, shape: tuple, who: str, like: str) -> np.ndarray:
-    """A real numeric array of `shape`, else an error naming `who`, what it returned and `like`'s shape."""
-    array = numeric_output(returned, who)
-    if array.shape != shape:
-        raise ValueError(f"{who} must return an array of {like}'s shape {shape}; it returned {_describe(array)}")
-    return array
 
 
 def _call_forward(forward, x: np.ndarray, expected_shape=None):
@@ -128,8 +103,6 @@ def contract(out_plus: np.ndarray, out_minus: np.ndarray, grads: np.ndarray, mag
     """
     moved = (out_plus - out_minus).reshape(-1)
     values = grads @ moved
-    # Any inf or NaN in either output makes the difference, and so the
-    # slopes, non-finite: one test instead of two array scans.
     if not np.all(np.isfinite(values)):
         _raise_if_not_finite(out_plus, out_minus)
     if magnitudes is None:
@@ -139,7 +112,7 @@ def contract(out_plus: np.ndarray, out_minus: np.ndarray, grads: np.ndarray, mag
 
 
 def _central_differences(forward, x, work, out_shape, grads, eps, out_dtype=np.float64,
-                         indices=None, with_noise=True) -> Differences:
+                         indices=None, with_noise=True, batch=None) -> Differences:
     """Core loop over the elements; never changes x.
 
     Args:
@@ -150,41 +123,41 @@ def _central_differences(forward, x, work, out_shape, grads, eps, out_dtype=np.f
             result's columns follow them (width then flat, not x's shape).
         with_noise: False skips the rounding sums (noise all 0), for a first pass
             in which only elements that fail the plain rule will need them.
+        batch: None calls forward(x) once per point; k passes stacks of k
+            perturbed copies of x, (k, *x.shape), to a forward that returns
+            (k, *y.shape) (see lib.gradcheck.sweep).
 
-    The loop body does only what each element needs (two forward calls, two
-    float64 copies, one subtraction, a small matrix-vector product for the
-    slopes and one for the noise); everything that can be done for all
-    elements at once (the perturbed values, the realised widths, the division)
-    is done outside it, so the checker costs little beyond the 2N forward calls.
+    The forward calls go through `sweep`, which gathers the outputs in blocks;
+    what can be done for all elements at once (the perturbed values, the
+    realised widths, the contraction, the division) is done outside the loop,
+    so the checker costs little beyond the 2N forward calls.
     """
     half = default_step(x) if eps is None else np.full(x.shape, _checks.positive_step(eps))
     plus, minus, width = _realised_points(x, half)
     columns = np.arange(x.size) if indices is None else np.asarray(indices, dtype=np.int64)
-    flat_work = work.reshape(-1)
     grads = np.atleast_2d(grads)
     magnitudes = np.abs(grads) if with_noise else None
     numerical = np.empty((grads.shape[0], columns.size), dtype=np.float64)
     noise = np.empty_like(numerical)
-    for k, i in enumerate(columns):
-        original = flat_work[i]
-        try:
-            flat_work[i] = plus[i]
-            # Copy to float64 at once: a forward that returns a view of its input
-            # would otherwise change under us when the element is moved again.
-            out_plus = np.array(forward(work), dtype=np.float64)
-            flat_work[i] = minus[i]
-            out_minus = np.array(forward(work), dtype=np.float64)
-        finally:
-            flat_work[i] = original
-        if out_plus.shape != out_shape or out_minus.shape != out_shape:
-            bad = out_plus.shape if out_plus.shape != out_shape else out_minus.shape
-            raise ValueError(f"forward returned shape {bad} on a perturbed input but {out_shape} on x")
-        numerical[:, k], noise[:, k] = contract(out_plus, out_minus, grads, magnitudes)
+    rows = sweep.block_rows(columns.size, grads.shape[1], np.dtype(out_dtype).itemsize, batch)
+    outputs = sweep.Outputs(rows, out_shape, out_dtype)
+    stack = None if not batch else np.repeat(work[np.newaxis], min(batch, columns.size), axis=0)
+    for start in range(0, columns.size, rows):
+        block = columns[start:start + rows]
+        if stack is None:
+            sweep.fill(forward, work, block, plus, minus, outputs)
+        else:
+            sweep.fill_batched(forward, stack, work, block, plus, minus, outputs, stack.shape[0])
+        values, sums = sweep.contract(outputs, block.size, grads, magnitudes)
+        if not np.all(np.isfinite(values)):
+            raise ValueError("forward(x) returned non-finite values (inf or NaN); the check needs finite outputs")
+        numerical[:, start:start + block.size], noise[:, start:start + block.size] = values, sums
     # Divide by the realised width, x_i+ - x_i- as stored, not the nominal 2*eps.
     width = width.reshape(-1)[columns] if indices is not None else width.reshape(x.shape)
     numerical /= width.reshape(-1)
     noise *= unit_roundoff(out_dtype) / np.abs(width.reshape(-1))
-    return Differences(numerical, noise, width, 2 * columns.size, plus[columns], minus[columns])
+    calls = 2 * columns.size if not batch else 2 * -(-columns.size // batch)
+    return Differences(numerical, noise, width, calls, plus[columns], minus[columns])
 
 
 def numerical_gradient(forward, x, grad_output, eps=None) -> np.ndarray:
