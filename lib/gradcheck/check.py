@@ -46,9 +46,8 @@ def check_gradient(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, e
         probes: random upstream gradients (dense, default 1) or projections (fast, default 2).
         strict: True drops the rounding allowance: the plain rule above.
         probe_seed: seed of the dense probes (reported with the result).
-        batch: None, or k >= 1 for a forward that takes a stack of inputs: it is then called with
-            (m, *x.shape), m <= k perturbed copies of x, and must return (m, *y.shape), so the
-            2N points cost about 2N/k calls (dense mode; other calls get a stack of one).
+        batch: None, or k >= 1 (dense mode): forward takes stacks (m, *x.shape) of m <= k inputs
+            and returns (m, *y.shape), so the 2N points cost about 2N/k calls.
 
     Returns:
         GradCheckResult with per-element analytical, numerical, tolerance, noise, step,
@@ -59,10 +58,8 @@ def check_gradient(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, e
     raise_on_failure = _checks.boolean(raise_on_failure, "raise_on_failure")
     probes = _checks.positive_int(probes if probes is not None else (2 if mode == "fast" else 1), "probes",
                                   low=1 if mode == "fast" else 0)
-    if batch is not None:
-        batch = _checks.positive_int(batch, "batch")
-        if mode == "fast":
-            raise ValueError("batch applies to mode='dense'; fast mode makes only 2 * probes forward calls")
+    if batch is not None and _checks.positive_int(batch, "batch") and mode == "fast":
+        raise ValueError("batch applies to mode='dense'; fast mode makes only 2 * probes forward calls")
     if mode == "fast":
         return check_gradient_fast(forward, backward, x, grad_output, probes=probes, rtol=rtol, atol=atol,
                                    eps=eps, raise_on_failure=raise_on_failure)

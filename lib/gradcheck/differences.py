@@ -127,10 +127,8 @@ def _central_differences(forward, x, work, out_shape, grads, eps, out_dtype=np.f
             perturbed copies of x, (k, *x.shape), to a forward that returns
             (k, *y.shape) (see lib.gradcheck.sweep).
 
-    The forward calls go through `sweep`, which gathers the outputs in blocks;
-    what can be done for all elements at once (the perturbed values, the
-    realised widths, the contraction, the division) is done outside the loop,
-    so the checker costs little beyond the 2N forward calls.
+    The forward calls go through `sweep` (outputs gathered in blocks); the rest is
+    done for all elements at once, so the checker costs little beyond its calls.
     """
     half = default_step(x) if eps is None else np.full(x.shape, _checks.positive_step(eps))
     plus, minus, width = _realised_points(x, half)
