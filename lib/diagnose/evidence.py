@@ -11,11 +11,11 @@ outputs moved (is the forward elementwise?).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
 from lib.diagnose.findings import Finding, Trial, finding
+from lib.gradcheck import sweep
 from lib.gradcheck.differences import numeric_output
 from lib.gradcheck.result import tolerance_for
 
@@ -33,8 +33,9 @@ class Session:
         # (who, which array, changed elements, size, flat index, before, after) of the first mutation
         self.mutations: dict[tuple[str, str], tuple[int, int, int, float, float]] = {}
         self.out_shape: tuple | None = None
+        self.out_dtype = np.dtype(np.float64)  # of forward's first output: the blocks of a pass store it as is
 
-    def _record(self, who: str, what: str, before: np.ndarray, after: np.ndarray) -> None:
+    def record(self, who: str, what: str, before: np.ndarray, after: np.ndarray) -> None:
         if (who, what) in self.mutations or np.array_equal(before, after, equal_nan=True):
             return
         changed = np.flatnonzero(~((before == after) | (np.isnan(before) & np.isnan(after))))
@@ -49,13 +50,15 @@ class Session:
         self.forward_calls += 1
         try:
             raw = numeric_output(self.forward_fn(arg), "forward")
+            if self.forward_calls == 1:
+                self.out_dtype = raw.dtype
             # Copy at once: an output that is a view of `arg` must not change later.
             out = np.array(raw, dtype=np.float64)
         except Exception as error:
             if strict:
                 raise
             raise Unavailable(f"forward raised {type(error).__name__}: {error}") from error
-        self._record("forward", "x", x, arg)
+        self.record("forward", "x", x, arg)
         if self.out_shape is not None and out.shape != self.out_shape:
             if strict:
                 raise ValueError(
@@ -80,8 +83,8 @@ class Session:
             if strict:
                 raise
             raise Unavailable(f"backward raised {type(error).__name__}: {error}") from error
-        self._record("backward", "x", x, x_arg)
-        self._record("backward", "grad_output", g, g_arg)
+        self.record("backward", "x", x, x_arg)
+        self.record("backward", "grad_output", g, g_arg)
         if grad.shape != x.shape:
             raise ValueError(f"backward must return an array of x's shape {x.shape}; it returned an array of "
                              f"shape {grad.shape}")
@@ -148,64 +151,79 @@ def probe_arrays(grad_output: np.ndarray, randoms: np.ndarray, dtype: np.dtype) 
     return [grad_output, *(np.asarray(r, dtype=dtype) for r in randoms)]
 
 
-class _Column(NamedTuple):
-    """Element i of x moved alone: what one pair of forward calls measured, for k probes."""
-
-    numerical: np.ndarray  # (k,) divided as the pass divides
-    realised: np.ndarray  # (k,) divided by the realised step
-    noise: np.ndarray  # (k,) rounding of the outputs that moved, over the step
-    width: float  # the realised step x+ - x-
-    slope: float  # d out_i / d x_i (elementwise shapes only, else NaN)
-    cross: float  # max |d out_j / d x_i| over j != i (same condition)
-
-
-def _forward_at(session: Session, x: np.ndarray, i: int, value, strict: bool) -> np.ndarray:
-    work = x.copy()
-    work.reshape(-1)[i] = value
-    return session.forward(work, strict)
-
-
-def _difference_column(session: Session, x: np.ndarray, half: np.ndarray, i: int, weights: np.ndarray,
-                       divide_by: str, strict: bool) -> _Column:
-    """Central difference of forward at flat index i, contracted with every probe (rows of `weights`)."""
-    value = float(x.reshape(-1)[i])
-    cast = x.dtype.type
-    plus, minus = cast(value + half[i]), cast(value - half[i])
-    w = float(plus) - float(minus)  # exact: both are values of x's dtype
-    if w == 0.0 and divide_by == "realised":
+def _points(x: np.ndarray, half: np.ndarray, divide_by: str):
+    """Flat (plus, minus, width): x +- half stored in x's dtype, and their exact distance (may be 0)."""
+    x64 = x.astype(np.float64).reshape(-1)
+    with np.errstate(over="ignore", invalid="ignore"):  # x + half may overflow: forward then says so
+        plus, minus = (x64 + half).astype(x.dtype), (x64 - half).astype(x.dtype)
+        width = np.subtract(plus, minus, dtype=np.float64)  # exact: both are values of x's dtype
+    if divide_by == "realised" and not np.all(width):
+        i = int(np.flatnonzero(width == 0.0)[0])
+        value = float(x.reshape(-1)[i])
         raise ValueError(
             f"eps={half[i]:g} is too small for {x.dtype} at index {i} (x={value:g}): "
             f"x+eps and x-eps round to the same value; use eps >= {float(np.spacing(abs(value))):.3g}"
         )
-    out_plus, out_minus = _forward_at(session, x, i, plus, strict), _forward_at(session, x, i, minus, strict)
-    # Subtract element by element before weighting, so that large equal
-    # terms cancel exactly instead of inside a rounded sum.
-    d = (out_plus - out_minus).reshape(-1)
-    projected = weights @ d
-    elementwise = d.size == x.size
-    # Outputs computed identically on both sides cancel exactly; each output
-    # that changed carries a rounding error of about one unit of its size.
-    # So does x_i's own output (which may round to the same value on both
-    # sides), and every output when none changed.
+    return plus, minus, width
+
+
+def _block_columns(outputs: sweep.Outputs, block: np.ndarray, weights: np.ndarray, elementwise: bool):
+    """What one block of forward pairs measured: (projected (k, b), noise sums (k, b), slope, cross (b,)).
+
+    Outputs that changed carry a rounding error of about one unit of their
+    size, and so does x_i's own output (it may round to the same value on both
+    sides), and every output when none changed; outputs computed identically
+    on both sides cancel exactly and count nothing.
+    """
+    up = outputs.up[:block.size].reshape(block.size, -1)
+    down = outputs.down[:block.size].reshape(block.size, -1)
+    if not (np.all(np.isfinite(up)) and np.all(np.isfinite(down))):
+        raise ValueError("forward(x) returned non-finite values (inf or NaN); the check needs finite outputs")
+    d = np.subtract(up, down, dtype=np.float64)
+    rows = np.arange(block.size)
     counted = d != 0.0
     if elementwise:
-        counted[i] = True
-    if not counted.any():
-        counted[:] = True
-    size = np.where(counted, np.maximum(np.abs(out_plus), np.abs(out_minus)).reshape(-1), 0.0)
-    unit = float(np.finfo(x.dtype).eps)
-    k = weights.shape[0]
-    slope = cross = np.nan
-    if elementwise and w:
-        others = np.abs(d)
-        others[i] = 0.0
-        slope, cross = d[i] / w, np.max(others) / w
-    return _Column(
-        numerical=projected / (w if divide_by == "realised" else 2.0 * half[i]),
-        realised=projected / w if w else np.full(k, np.nan),
-        noise=unit * (np.abs(weights) @ size) / w if w else np.full(k, np.inf),
-        width=w, slope=slope, cross=cross,
-    )
+        counted[rows, block] = True
+    counted[~counted.any(axis=1)] = True
+    size = np.where(counted, np.maximum(np.abs(up), np.abs(down), dtype=np.float64), 0.0)
+    with sweep.one_blas_thread():
+        projected = np.vecdot(d[:, np.newaxis, :], weights).T
+        sums = np.vecdot(size[:, np.newaxis, :], np.abs(weights)).T
+    slope = cross = np.full(block.size, np.nan)
+    if elementwise:
+        slope = d[rows, block].copy()
+        d[rows, block] = 0.0
+        cross = np.max(np.abs(d), axis=1)
+    return projected, sums, slope, cross
+
+
+def _differences(session: Session, x: np.ndarray, weights: np.ndarray, plus, minus, strict: bool):
+    """(projected, noise sums, slope, cross) for every element, before division by the step."""
+    work = np.array(x, copy=True, order="C")
+    forward = session.forward_fn
+    if ("forward", "x") in session.mutations:
+        # A forward known to write into its input gets a fresh copy per call, so that
+        # one call's writes do not move the point of the next.
+        def forward(a, fn=session.forward_fn):
+            return fn(a.copy())
+    elementwise = weights.shape[1] == x.size
+    rows = sweep.block_rows(x.size, weights.shape[1], np.dtype(session.out_dtype).itemsize, None)
+    shape = session.out_shape if session.out_shape is not None else (weights.shape[1],)
+    outputs = sweep.Outputs(rows, shape, session.out_dtype)
+    parts = []
+    try:
+        for start in range(0, x.size, rows):
+            block = np.arange(start, min(x.size, start + rows))
+            session.forward_calls += 2 * block.size
+            sweep.fill(forward, work, block, plus, minus, outputs)
+            parts.append(_block_columns(outputs, block, weights, elementwise))
+    except Exception as error:
+        if strict:
+            raise
+        ours = isinstance(error, ValueError) and str(error).startswith("forward")  # a check of sweep's or ours
+        raise Unavailable(str(error) if ours else f"forward raised {type(error).__name__}: {error}") from error
+    session.record("forward", "x", x, work)
+    return [np.concatenate(column, axis=-1) for column in zip(*parts, strict=True)]
 
 
 def run_pass(session: Session, label: str, x: np.ndarray, probes: list[np.ndarray], half: np.ndarray,
@@ -213,23 +231,27 @@ def run_pass(session: Session, label: str, x: np.ndarray, probes: list[np.ndarra
     """One dense pass: every element of x differenced (2 forward calls each), 5 backward calls.
 
     probes: k upstream gradients of the output's shape (the caller's first);
-    half: x's shape, the half-step at every element. Returns a Pass, all float64.
+    half: x's shape, the step at every element. Returns a Pass, all float64.
+    The forward calls go through lib.gradcheck.sweep (outputs gathered in
+    blocks), on one working copy of x checked for writes after the pass.
     """
     weights = np.stack([np.asarray(p, dtype=np.float64).reshape(-1) for p in probes])  # (k, m)
     flat_half = half.reshape(-1)
-    columns = [_difference_column(session, x, flat_half, i, weights, divide_by, strict) for i in range(x.size)]
-    numerical, realised, noise = (np.stack([getattr(c, name) for c in columns], axis=1)
-                                  for name in ("numerical", "realised", "noise"))
+    plus, minus, width = _points(x, flat_half, divide_by)
+    projected, sums, slope, cross = _differences(session, x, weights, plus, minus, strict)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero width (nominal division only) gives inf/NaN
+        realised = np.where(width != 0.0, projected / width, np.nan)
+        noise = np.where(width != 0.0, float(np.finfo(x.dtype).eps) * sums / width, np.inf)
+        slope, cross = (np.where(width != 0.0, values / width, np.nan) for values in (slope, cross))
+    numerical = realised if divide_by == "realised" else projected / (2.0 * flat_half)
     elementwise = weights.shape[1] == x.size
-    slope = np.array([c.slope for c in columns]) if elementwise else None
-    cross = np.array([c.cross for c in columns]) if elementwise else None
     analytical = np.stack([session.backward(p, x, strict).reshape(-1) for p in probes])
     # -2 r1 is exact in any binary float dtype, so a linear backward meets it bit for bit.
     homogeneous = session.backward(np.asarray(probes[1] * probes[1].dtype.type(-2)), x, strict).reshape(-1)
     repeat = session.backward(probes[1], x, strict).reshape(-1)
-    width = np.array([c.width for c in columns])
     return Pass(label, x.dtype, weights, analytical, numerical, realised, noise, flat_half.copy(), width,
-                slope, cross, homogeneous, repeat, x, rtol, atol)
+                slope if elementwise else None, cross if elementwise else None, homogeneous, repeat, x,
+                rtol, atol)
 
 
 def mutation_findings(session: Session) -> list[Finding]:

@@ -30,7 +30,8 @@ backward that writes into x or grad_output fails the check.
 
 The modules: `steps` (where to evaluate), `differences` (the one central-difference
 loop) over `sweep` (its forward calls, gathered in blocks, optionally batched) and
-`returns` (what forward and backward may return), `arithmetic` (the noise term), `result` (GradCheckResult and its report),
+`returns` (what forward and backward may return), `arithmetic` (the noise term),
+`result` (GradCheckResult and its report),
 `dense` (the dense mode, every element differenced) and `check` (check_gradient:
 checks its arguments and picks a mode). Fast mode is `fast` (check_gradient_fast,
 the entry point) over `projection` (the random sign probes and their tolerance),
