@@ -62,6 +62,36 @@ def numpy_case(n: int, dtype):
     return forward, backward, x, np.ones(n, dtype=dtype)
 
 
+def cheap_case(n: int, dtype=np.float32):
+    """(forward, backward, x, grad_output): dropout with a fixed mask, a few microseconds per call.
+
+    The forward broadcasts over a leading stack axis as it is, so it also serves batch=k.
+    """
+    rng = np.random.default_rng(DATA_SEED)
+    x = rng.standard_normal(n).astype(dtype)
+    scale = ((rng.random(n) >= P) / (1 - P)).astype(dtype)
+    return (lambda a: a * scale), (lambda g, a: g * scale), x, np.ones(n, dtype=dtype)
+
+
+def matrix_case(n: int, dtype=np.float32, width: int = 64):
+    """(forward, backward, x, grad_output): tanh(x @ W) over rows of `width`, n elements in all.
+
+    A matrix forward: every output depends on a row of inputs. `x @ W` broadcasts over a
+    leading stack axis, so the same forward serves batch=k.
+    """
+    rng = np.random.default_rng(DATA_SEED)
+    x = rng.standard_normal((n // width, width)).astype(dtype)
+    w = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(dtype)
+
+    def forward(a):
+        return np.tanh(a @ w)
+
+    def backward(g, a):
+        return (g * (1 - np.tanh(a @ w) ** 2)) @ w.T
+
+    return forward, backward, x, np.ones_like(x)
+
+
 def corrupted(backward, index: int, error: float):
     def wrong(grad, a):
         out = backward(grad, a)
@@ -115,16 +145,35 @@ def torch_gradcheck(torch, loss, x, fast: bool):
 
 def make_cell(kind: str, n: int, dtype, torch=None):
     """A zero-argument callable running one contender once; returns its verdict (True = pass)."""
-    forward, backward, x, grad = numpy_case(n, dtype)
+    maker = {"cheap": cheap_case, "matrix": matrix_case}.get(kind.split(":")[0], numpy_case)
+    kind = kind.split(":")[-1]
+    forward, backward, x, grad = maker(n, dtype)
     if kind == "bare":
         def run():
             work = x.copy()
-            for _ in range(2 * n):
+            for _ in range(2 * x.size):
                 forward(work)
             return None
     elif kind == "dense":
         def run():
             return check_gradient(forward, backward, x, grad, raise_on_failure=False).passed
+    elif kind.startswith("batch"):
+        k = int(kind[len("batch"):])
+
+        def run():
+            return check_gradient(forward, backward, x, grad, raise_on_failure=False, batch=k).passed
+    elif kind == "diagnose":
+        from lib.diagnose import diagnose
+
+        def run():
+            return diagnose(forward, backward, x, grad).passed
+    elif kind == "floor":
+        def run():  # what any fast check must spend: 4 forward calls and one backward
+            work = x.copy()
+            for _ in range(4):
+                forward(work)
+            backward(grad, work)
+            return None
     elif kind == "fast":
         def run():
             return check_gradient_fast(forward, backward, x, grad, raise_on_failure=False).passed
@@ -230,6 +279,93 @@ def verdict(passed) -> str:
     return "pass" if passed else "FAIL"
 
 
+#: One row per goal: what it is, what was measured, the target, met or not; printed last.
+GOALS: list[list[str]] = []
+
+
+def goal(name: str, measured: float, target: float, unit: str = "x", at_most: bool = True) -> None:
+    met = measured <= target if at_most else measured >= target
+    GOALS.append([name, f"{measured:.2f}{unit}", f"{'<=' if at_most else '>='} {target:g}{unit}",
+                  "met" if met else "MISSED"])
+
+
+def dense_floor(args) -> None:
+    """Dense mode against its floor, 2N forward calls, for cheap, matrix and expensive forwards."""
+    rows = []
+    for forward_kind, label in (("cheap", "fixed-mask dropout"), ("matrix", "tanh(x @ W), rows of 64"),
+                                ("seeded", "dropout, new Generator per call")):
+        for n in args.goal_sizes:
+            prefix = "" if forward_kind == "seeded" else forward_kind + ":"
+            times, _ = best_of({"bare": make_cell(prefix + "bare", n, np.float32),
+                                "dense": make_cell(prefix + "dense", n, np.float32)}, args.repeats)
+            overhead = times["dense"] / times["bare"] - 1.0
+            rows.append([label, n, seconds(times["bare"]), seconds(times["dense"]), f"{overhead:.2f}"])
+            if forward_kind == "cheap":
+                goal(f"dense: own cost beyond 2N forwards, cheap forward, N={n}", overhead, 0.5)
+    print_table(
+        "0a. Dense mode vs its floor, the 2N forward calls alone (float32)",
+        ["forward", "N", "2N forwards s", "dense check s", "overhead x"], rows,
+        ["overhead = dense / (2N forwards) - 1: the checker's own cost in units of its floor"],
+    )
+
+
+def competing_process():
+    """A process that keeps one core busy until it is killed."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def contention(args) -> None:
+    """The dense check with a competing process on the machine, against the same check without."""
+    rows = []
+    for n in args.goal_sizes:
+        quiet, _ = best_of({"dense": make_cell("cheap:dense", n, np.float32)}, args.repeats)
+        busy = competing_process()
+        try:
+            loaded, _ = best_of({"dense": make_cell("cheap:dense", n, np.float32)}, args.repeats)
+        finally:
+            busy.kill()
+            busy.wait()
+        ratio = loaded["dense"] / quiet["dense"]
+        rows.append([n, seconds(quiet["dense"]), seconds(loaded["dense"]), f"{ratio:.2f}"])
+        goal(f"dense: slowdown with one competing process, N={n}", ratio, 1.2)
+    print_table("0b. Dense mode with one competing busy process (cheap forward, float32)",
+                ["N", "alone s", "with a competitor s", "slowdown x"], rows,
+                ["the checker's own arithmetic runs on one BLAS thread (threadpoolctl), so it never waits "
+                 "for the core the competitor holds"])
+
+
+def batching(args) -> None:
+    """check_gradient(batch=64) against the per-element forward calls, same forward (it takes stacks)."""
+    rows = []
+    for forward_kind in ("cheap", "matrix"):
+        for n in args.goal_sizes:
+            times, _ = best_of({"dense": make_cell(f"{forward_kind}:dense", n, np.float32),
+                                "batch": make_cell(f"{forward_kind}:batch64", n, np.float32)}, args.repeats)
+            gain = times["dense"] / times["batch"]
+            rows.append([forward_kind, n, 2 * n + 1, 2 * -(-n // 64) + 1, seconds(times["dense"]),
+                         seconds(times["batch"]), f"{gain:.1f}"])
+    print_table("0c. batch=64: a forward that takes stacks of 64 perturbed inputs (float32)",
+                ["forward", "N", "calls", "calls, batch=64", "dense s", "batch=64 s", "gain x"], rows)
+
+
+def diagnose_cost(args) -> None:
+    rows = []
+    for n in args.goal_sizes:
+        times, _ = best_of({"dense": make_cell("cheap:dense", n, np.float32),
+                            "diagnose": make_cell("cheap:diagnose", n, np.float32)}, args.repeats)
+        ratio = times["diagnose"] / times["dense"]
+        rows.append([n, seconds(times["dense"]), seconds(times["diagnose"]), f"{ratio:.2f}"])
+        goal(f"diagnose / one dense check, N={n}", ratio, 3.0)
+    print_table("0d. diagnose() against one dense check (cheap forward, float32, a passing check)",
+                ["N", "dense s", "diagnose s", "diagnose / dense"], rows,
+                ["diagnose makes 2N + 5 forward calls and 5 backward calls, and measures slopes, "
+                 "cross terms and rounding on the way"])
+
+
+def print_goals() -> None:
+    print_table("Goals, measured in this run", ["goal", "measured", "target", ""], GOALS)
+
+
 def dense_vs_bare(args) -> None:
     rows = []
     for n in args.dense_sizes:
@@ -272,11 +408,20 @@ def fast_vs_torch(args, torch) -> None:
     rows = []
     for dtype in (np.float32, np.float64):
         for n in args.fast_sizes:
-            runs = {"fast": make_cell("fast", n, dtype)}
+            runs = {"fast": make_cell("fast", n, dtype), "floor": make_cell("floor", n, dtype)}
             if torch is not None:
                 runs["torch"] = make_cell("torch-fast", n, dtype, torch)
             times, value = best_of(runs, args.repeats)
             name = np.dtype(dtype).name
+            if n == max(args.fast_sizes):
+                goal(f"fast / its floor (4 forwards + 1 backward), N={n:.0e} {name}", times["fast"] / times["floor"],
+                     2.0)
+                if torch is not None:
+                    goal(f"fast / torch fast mode, N={n:.0e} {name}", times["fast"] / times["torch"], 0.5)
+                memory = peak_mib("fast", n, dtype, args)
+                if memory not in ("-", "error"):
+                    goal(f"fast peak memory / input size, N={n:.0e} {name}",
+                         float(memory) / (n * np.dtype(dtype).itemsize / 2**20), 4.0)
             if torch is None:
                 rows.append([f"{n:.0e}", name, seconds(times["fast"]), "absent", "-", verdict(value["fast"]),
                              "absent", peak_mib("fast", n, dtype, args), "absent"])
@@ -304,6 +449,8 @@ def localisation(args) -> None:
         found = result.failing_indices.tolist()
         # The fault is guaranteed to stand out of a probe's noise when it exceeds 2 T / w_j.
         detectable = 2 * result.probe_tolerance.min() * result.probe_step[0] / result.step[index]
+        if n == max(args.localise_sizes):
+            goal(f"localisation / probes alone, N={n:.0e}", times["localise"] / times["probes"], 2.0)
         rows.append([f"{n:.0e}", index, "yes" if found == [index] else f"no: {found}",
                      2 * result.probes, result.search_calls, f"{2 * math.log2(n):.1f}", result.detail_calls,
                      f"{2 * n:.0e}", seconds(times["probes"]), seconds(times["localise"]), f"{detectable:.3g}",
@@ -333,7 +480,9 @@ def parse_args(argv=None):
     if args.quick:
         args.repeats = 1
         args.dense_sizes, args.fast_sizes, args.localise_sizes = [64, 256], [10**3, 10**4], [10**3, 10**4]
+        args.goal_sizes = [256, 1024]
     else:
+        args.goal_sizes = [1024, 16384]
         args.dense_sizes = [256, 1024, 4096]
         args.fast_sizes = [10**3, 10**4, 10**5, 10**6]
         args.localise_sizes = [10**3, 10**4, 10**5, 10**6]
@@ -357,10 +506,15 @@ def main(argv=None) -> None:
     print(f"best of {args.repeats} timed runs per cell; peak memory: "
           f"{'skipped' if args.no_memory else 'growth of the peak resident set, one fresh process per cell'}")
     started = time.perf_counter()
+    dense_floor(args)
+    contention(args)
+    batching(args)
+    diagnose_cost(args)
     dense_vs_bare(args)
     dense_vs_torch(args, torch)
     fast_vs_torch(args, torch)
     localisation(args)
+    print_goals()
     print(f"\nfinished in {time.perf_counter() - started:.0f} s")
 
 

@@ -243,3 +243,13 @@ def test_the_index_and_the_summary_give_the_same_time(built):
     _, out = built
     took = float(re.search(r"([\d.]+) s to execute", (out / "index.html").read_text()).group(1))
     assert abs(json.loads((out / "summary.json").read_text())["seconds"] - took) <= 0.05
+
+
+def test_links_between_notebooks_point_at_their_pages(tmp_path):
+    notebook = new_notebook(cells=[new_markdown_cell(
+        "See [the glossary](01_overview.ipynb#Glossary), [02](02_next.ipynb) and [the site](https://x.org/a.ipynb).")])
+    source = tmp_path / "03_links.ipynb"
+    nbformat.write(notebook, str(source))
+    page = report.export_notebook(source).read_text(encoding="utf-8")
+    assert 'href="01_overview.html#Glossary"' in page and 'href="02_next.html"' in page
+    assert 'href="https://x.org/a.ipynb"' in page  # not one of ours: left alone

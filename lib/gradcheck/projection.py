@@ -72,7 +72,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lib.gradcheck.blockwise import _BLOCK, _U64, _WIDE_BLOCK, _Norm, _norm
+from lib.gradcheck.blockwise import _BLOCK, _U64, _WIDE_BLOCK, _Norm
 from lib.gradcheck.dense import probe_gradients
 from lib.gradcheck.differences import check_returned
 from lib.gradcheck.prober import _Prober
@@ -285,21 +285,40 @@ def _random_upstream_group(recorded, v: np.ndarray, a_v: np.ndarray, positive: n
 
     Its analytical side is backward(v, x) . d: one backward call, no forward call.
     Tolerance as for the probes, with v and backward(v) in place of g and a.
+    Block by block, so a large check makes one-thread dot products over cached
+    pieces instead of whole-array passes and temporaries.
     """
     f_plus, f_minus, eps = recorded
-    v64 = v.reshape(-1).astype(np.float64)
-    diff = np.subtract(f_plus, f_minus, dtype=np.float64)
-    numerical = float(np.dot(diff, v64))
-    moved = diff != 0.0
-    rounding = eps * (_norm(v64[moved] * f_plus[moved]) + _norm(v64[moved] * f_minus[moved]))
-    d = np.where(positive, width, -width)
-    analytical = float(np.dot(a_v, d))
+    numerical, abs_dv, rounding = _output_side(f_plus.reshape(-1), f_minus.reshape(-1), v.reshape(-1))
+    analytical = abs_ad = 0.0
+    tw_norm = _Norm()
     with np.errstate(over="ignore", invalid="ignore"):
-        tw = (atol * width + rtol * np.abs(a_v) * width) / (1.0 - rtol)
-    accumulation = 4 * (a_v.size + v64.size) * _U64 * (float(np.sum(np.abs(a_v * d))) +
-                                                         float(np.sum(np.abs(diff * v64))))
-    return _Group(0, a_v.size, analytical - numerical, numerical, _norm(tw), rounding,
+        for lo in range(0, a_v.size, _BLOCK):
+            hi = lo + _BLOCK
+            w, a = width[lo:hi], a_v[lo:hi]
+            ad = a * (w * (2.0 * positive[lo:hi] - 1.0))  # a_i d_i, d_i = +-w_i: the sign flip is exact
+            analytical += float(np.sum(ad))
+            abs_ad += float(np.sum(np.abs(ad)))
+            tw_norm.add((atol * w + rtol * np.abs(a) * w) / (1.0 - rtol))
+    accumulation = 4 * (a_v.size + f_plus.size) * _U64 * (abs_ad + abs_dv)
+    return _Group(0, a_v.size, analytical - numerical, numerical, tw_norm.value, eps * rounding,
                   accumulation, analytical)
+
+
+def _output_side(f_plus: np.ndarray, f_minus: np.ndarray, v: np.ndarray) -> tuple[float, float, float]:
+    """(v . (f+ - f-), sum |v (f+ - f-)|, ||v f+|| + ||v f-|| over the outputs that moved), block by block."""
+    numerical = abs_dv = 0.0
+    plus_norm, minus_norm = _Norm(), _Norm()
+    for lo in range(0, f_plus.size, _BLOCK):
+        hi = lo + _BLOCK
+        v64 = v[lo:hi].astype(np.float64)
+        diff = np.subtract(f_plus[lo:hi], f_minus[lo:hi], dtype=np.float64)
+        numerical += float(np.dot(diff, v64))
+        abs_dv += float(np.sum(np.abs(diff * v64)))
+        v64 *= diff != 0.0  # an output that did not move carries no rounding into the difference
+        plus_norm.add(v64 * f_plus[lo:hi])
+        minus_norm.add(v64 * f_minus[lo:hi])
+    return numerical, abs_dv, plus_norm.value + minus_norm.value
 
 
 def _random_upstream_groups(prober: _Prober, backward, grad_output, work, rng, signs, width, *, rtol, atol):

@@ -106,6 +106,10 @@ def _without_widgets(notebook):
 # --------------------------------------------------------------------------
 
 
+#: A relative link to another notebook of the workbook, as markdown renders it: href="NN_name.ipynb...
+_NOTEBOOK_LINK = re.compile(r'href="(\d\d_[^"/#]+)\.ipynb')
+
+
 def export_notebook(executed: Path, target: Path | None = None) -> Path:
     """Write an executed notebook as a self-contained HTML page (default: next to it, .html)."""
     import jinja2
@@ -117,6 +121,7 @@ def export_notebook(executed: Path, target: Path | None = None) -> Path:
                             template_file="report.html.j2")
     resources = {"report_math": _has_math(notebook), "metadata": {"name": executed.stem}}
     body, _ = exporter.from_notebook_node(_without_widgets(notebook), resources=resources)
+    body = _NOTEBOOK_LINK.sub(r'href="\1.html', body)  # links between notebooks go to their pages
     target = target or executed.with_suffix(".html")
     target.write_text(body, encoding="utf-8")
     return target
