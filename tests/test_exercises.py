@@ -13,7 +13,7 @@ def test_an_unanswered_exercise_passes_and_says_so(capsys):
 
 
 def test_a_right_number_passes_within_the_tolerance(capsys):
-    assert check_answer("Exercise 2", 1.4285714, 1.4285715, rtol=1e-6) is True
+    assert check_answer("Exercise 2", 1.4285714, 1.4285715, rtol=1e-6)
     assert "Exercise 2: right." in capsys.readouterr().out
 
 
@@ -34,8 +34,8 @@ def test_shapes_bools_and_strings_are_compared_as_such():
         check_answer("E", 1, True)
     with pytest.raises(AssertionError, match="'H2' is not it"):
         check_answer("E", "H2", "H4")
-    assert check_answer("E", " h4 ", "H4") is True
-    assert check_answer("E", 5, 5.0) is True  # a scalar broadcasts to the expected shape
+    assert check_answer("E", " h4 ", "H4")
+    assert check_answer("E", 5, 5.0)  # a scalar broadcasts to the expected shape
     with pytest.raises(AssertionError, match="a number or an array of numbers"):
         check_answer("E", "five", 5.0)
 
@@ -47,8 +47,21 @@ def test_negative_tolerances_are_refused():
 
 def test_a_function_is_checked_input_by_input():
     inputs = [(np.array([0.5, -1.0]),), (np.array([2.0]),)]
-    assert check_function("E", lambda x: 1 - np.tanh(x) ** 2, lambda x: 1 / np.cosh(x) ** 2, inputs) is True
+    assert check_function("E", lambda x: 1 - np.tanh(x) ** 2, lambda x: 1 / np.cosh(x) ** 2, inputs)
     with pytest.raises(AssertionError, match="on test input 1 of 2"):
         check_function("E", np.tanh, lambda x: 1 / np.cosh(x) ** 2, inputs)
     assert check_function("E", None, np.tanh, inputs) is None
 
+
+
+def test_a_right_answer_is_true_and_shows_nothing_as_a_cells_last_value():
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    shell = InteractiveShell.instance()
+    for returned, shows in ((check_answer, False), (lambda *a: bool(check_answer(*a)), True)):
+        shell.user_ns["check"] = returned
+        with capture_output() as seen:
+            ran = shell.run_cell("check('E', 2.0, 2.0)", store_history=False)  # as nbval runs a cell
+        assert ran.result  # true either way ...
+        assert ("True" in seen.stdout) is shows, seen.stdout  # ... but a plain bool is displayed under the line

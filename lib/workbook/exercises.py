@@ -21,12 +21,30 @@ from collections.abc import Callable
 
 import numpy as np
 
+
+class Right:
+    """What a check returns for a right answer: true, and silent as a notebook cell's last value.
+
+    The check has already printed its line; a bare `True` under it would say
+    it twice. IPython calls `_ipython_display_` instead of printing a repr.
+    """
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return "Right()"
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
 #: Printed while an answer is still `None` (or `...`).
 NO_ANSWER = "{name}: no answer yet. Put yours where the exercise says and rerun this cell."
 
 
 def check_answer(name: str, answer, expected, *, rtol: float = 1e-6, atol: float = 0.0,
-                 hint: str = "") -> bool | None:
+                 hint: str = "") -> Right | None:
     """Compare a learner's answer with the value the notebook computed.
 
     Args:
@@ -39,7 +57,9 @@ def check_answer(name: str, answer, expected, *, rtol: float = 1e-6, atol: float
         rtol, atol: tolerances for numbers (non-negative).
         hint: one sentence that helps without giving the answer away.
     Returns:
-        None when there is no answer yet, True when the answer is right.
+        None when there is no answer yet, a true `Right()` when the answer is right
+        (it shows nothing as a cell's last value, so `assert check_answer(...)` and a
+        bare call both read well).
     Raises:
         AssertionError: the answer is wrong; the message says how and repeats the hint.
         ValueError: `rtol` or `atol` is negative.
@@ -53,11 +73,11 @@ def check_answer(name: str, answer, expected, *, rtol: float = 1e-6, atol: float
     if problem:
         raise AssertionError(f"{name}: {problem}" + (f" Hint: {hint}" if hint else ""))
     print(f"{name}: right.")
-    return True
+    return Right()
 
 
 def check_function(name: str, function: Callable | None, reference: Callable, inputs, *,
-                   rtol: float = 1e-6, atol: float = 0.0, hint: str = "") -> bool | None:
+                   rtol: float = 1e-6, atol: float = 0.0, hint: str = "") -> Right | None:
     """Check a learner's function against the notebook's reference on given inputs.
 
     Args:
@@ -67,7 +87,7 @@ def check_function(name: str, function: Callable | None, reference: Callable, in
         inputs: a list of argument tuples; each is passed to both functions.
         rtol, atol, hint: as in `check_answer`.
     Returns:
-        None when there is no function yet, True when it agrees on every input.
+        None when there is no function yet, `Right()` when it agrees on every input.
     Raises:
         AssertionError: the first input on which the two disagree, and how.
     """
@@ -79,7 +99,7 @@ def check_function(name: str, function: Callable | None, reference: Callable, in
             raise AssertionError(f"{name}: on test input {number} of {len(inputs)}, {problem}"
                                  + (f" Hint: {hint}" if hint else ""))
     print(f"{name}: right on all {len(inputs)} test inputs.")
-    return True
+    return Right()
 
 
 def _what_is_wrong(answer, expected, rtol: float, atol: float) -> str:
