@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from notebook_factory import write_notebook
 
 from lib.workbook import report
@@ -253,3 +253,28 @@ def test_links_between_notebooks_point_at_their_pages(tmp_path):
     page = report.export_notebook(source).read_text(encoding="utf-8")
     assert 'href="01_overview.html#Glossary"' in page and 'href="02_next.html"' in page
     assert 'href="https://x.org/a.ipynb"' in page  # not one of ours: left alone
+
+
+def test_a_wide_figure_spans_the_gallery_row_at_a_readable_size(tmp_path):
+    import base64
+    import io
+
+    from PIL import Image
+
+    def png(width, height):
+        buffer = io.BytesIO()
+        Image.new("RGB", (width, height), "white").save(buffer, format="PNG")
+        return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+    wide, square = png(2400, 600), png(1000, 800)
+    assert report.is_wide(wide) and not report.is_wide(square)
+    for payload, spans, width in ((wide, True, 1100), (square, False, 400)):
+        executed = tmp_path / "01_a.ipynb"
+        cell = new_code_cell("plot()", outputs=[new_output("display_data", data={"image/png": payload})])
+        nbformat.write(new_notebook(cells=[new_markdown_cell("# A"), cell]), str(executed))
+        executed.with_suffix(".html").write_text("page")
+        run = NotebookRun(source=executed, output=executed, status="ok", seconds=1.0, verdict="-")
+        card = report._card(report._Entry(run))
+        assert ("class=wide" in card) is spans
+        shown = card.split("base64,")[1].split("'")[0]
+        assert Image.open(io.BytesIO(base64.b64decode(shown))).width == width

@@ -169,7 +169,8 @@ td{overflow-wrap:anywhere}
 #summary tr{border-bottom:2px solid #ccc;padding:0.4em 0}#summary td{border:none;padding:2px 4px}
 #summary td.num{text-align:left}}
 figure{margin:0;border:1px solid #ddd;border-radius:4px;padding:0.6em;background:#fff}
-figure img{width:100%;height:auto;display:block}figcaption{font-size:0.9em;margin-bottom:0.4em}
+figure img{width:100%;height:auto;display:block}.gallery figure.wide{grid-column:1/-1}
+figcaption{font-size:0.9em;margin-bottom:0.4em}
 """
 
 
@@ -236,10 +237,25 @@ def _row(entry: _Entry) -> str:
             f"<td>{status}</td><td class='num'>{len(entry.figures)}</td></tr>")
 
 
+#: A figure at least this many times wider than tall (a row of panels) gets a whole gallery row.
+WIDE_ASPECT = 2.0
+
+
+def is_wide(payload: str) -> bool:
+    """True for a PNG (base64) whose width is at least WIDE_ASPECT times its height."""
+    from PIL import Image
+
+    width, height = Image.open(io.BytesIO(base64.b64decode(payload))).size
+    return width >= WIDE_ASPECT * height
+
+
 def _card(entry: _Entry) -> str:
-    shown = thumbnail(entry.figures[0])
+    # A row of panels shrunk into one grid column is unreadable: it spans the row, at a larger size.
+    wide = is_wide(entry.figures[0])
+    shown = thumbnail(entry.figures[0], width=1100 if wide else 400)
     more = f"first of {len(entry.figures)} figures" if len(entry.figures) > 1 else "1 figure"
-    return (f"<figure><figcaption><a href='{html.escape(entry.page.name)}'>{_inline(entry.title)}</a>"
+    return (f"<figure{' class=wide' if wide else ''}><figcaption>"
+            f"<a href='{html.escape(entry.page.name)}'>{_inline(entry.title)}</a>"
             f" <span class='file'>({more})</span></figcaption>"
             f"<a href='{html.escape(entry.page.name)}'><img alt='{html.escape(entry.title)}: first figure' "
             f"src='data:image/png;base64,{shown}'></a></figure>")
