@@ -66,7 +66,7 @@ def non_negative(value, name: str) -> float:
 def positive_step(eps) -> float:
     eps = real_number(eps, "eps")
     if math.isnan(eps) or eps <= 0.0 or math.isinf(eps):
-        raise ValueError(f"eps must be a finite step > 0 (or None for a dtype-aware step); got {eps!r}")
+        raise ValueError(f"eps must be a finite step > 0 (or None for the default step); got {eps!r}")
     return eps
 
 

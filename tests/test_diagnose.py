@@ -236,7 +236,7 @@ def test_precision_entries_are_within_their_budget(entry):
         assert d.codes == ["precision"]
         assert "not rounding" not in d.primary.evidence
         budget = re.search(r"the mismatch is (\S+) times \w+'s finite-difference budget", d.primary.evidence)
-        if "with the dtype-aware step" in d.primary.evidence or "the same check in float64" in d.primary.evidence:
+        if "with the default step" in d.primary.evidence or "the same check in float64" in d.primary.evidence:
             assert budget and float(budget.group(1)) <= 2.0, d.primary.evidence
         else:  # resolved by the realised step, or by float64's fixed budget
             assert budget is None

@@ -13,7 +13,7 @@ pair and names the most likely cause:
                               product (a constant factor, identity, ignoring
                               or mishandling grad_output, or no pattern)
     precision                 the mismatch disappears with the realised step,
-                              the dtype-aware step, or in float64, and is
+                              the default step, or in float64, and is
                               either within the finite-difference budget of
                               the dtype and step (rounding) or, with no jump
                               within the step, truncation at a kink or bend
@@ -34,7 +34,7 @@ The evidence, all from calls of the user's own functions:
    at once, and, when forward maps n elements to n elements, its local slopes
    d out_i / d x_i and whether any other output moved (elementwise or not).
 5. Precision: if the check fails, it is repeated with the realised step (free:
-   the same differences), with the dtype-aware step (if `eps` was given), and
+   the same differences), with the default step (if `eps` was given), and
    in float64 (x upcast). A mismatch that vanishes with the realised step is
    rounding of x+eps and x-eps. One that vanishes at another step or in
    float64 is rounding only if the failing pass missed by no more than a few

@@ -120,7 +120,7 @@ class Diagnosis:
 
     def __str__(self) -> str:
         s = self.settings
-        eps = "dtype-aware" if s.get("eps") is None else f"{s['eps']:g}"
+        eps = "default" if s.get("eps") is None else f"{s['eps']:g}"
         out = [
             self.headline(),
             f"settings: rtol={s.get('rtol', 0):g} atol={s.get('atol', 0):g} eps={eps} "

@@ -36,7 +36,7 @@ def same(a: np.ndarray, b: np.ndarray, rel: float) -> np.ndarray:
 def pattern_tolerance(dtype: np.dtype) -> float:
     """How far apart two measured slopes may be and still count as equal."""
     # How far apart two slopes may be and still count as equal: float64
-    # central differences at the dtype-aware step are good to ~1e-10; other
+    # central differences at the default step are good to ~1e-10; other
     # dtypes are noisier by their rounding over the step.
     return 1e-6 if dtype == np.float64 else 1e-3
 

@@ -22,7 +22,7 @@ from lib.diagnose.patterns import EXACT
 # misses by ~4e4, a kink by ~1e4, tanh(50 x) by ~1e3.
 _BUDGET_MULTIPLE = 10.0
 
-# Relative agreement that float64 central differences at the dtype-aware step
+# Relative agreement that float64 central differences at the default step
 # reach with ease (~1e-10); a float64 mismatch below it is a tolerance set
 # tighter than finite differences can resolve, not a wrong gradient.
 _FLOAT64_BUDGET = 1e-6
@@ -97,30 +97,30 @@ def precision_finding(first: Pass, resolved_by: str, resolving: Pass | None, wor
             why = (f"x+eps and x-eps round to x itself at {collapsed}/{first.width.size} elements, so the "
                    "difference there is 0 (rounding)")
         elif first.half[worst] > resolving.half[worst]:
-            why = ("the step is coarser than the dtype-aware one, and the central difference's truncation "
+            why = ("the step is coarser than the default one, and the central difference's truncation "
                    "error, of order eps^2 times the third derivative, dominates")
         else:
             why = "rounding noise, about machine eps / eps relative, swamps the difference"
         return finding(
             "precision",
-            f"max error/tolerance {before:.3g} with eps={eps:g}, {after:.3g} with the dtype-aware step "
+            f"max error/tolerance {before:.3g} with eps={eps:g}, {after:.3g} with the default step "
             f"cbrt(machine eps) * max(1, |x|) (median {typical:.3g}) in {first.dtype}: at eps={eps:g} {why}"
             f"{budget}",
-            "use eps=None (a dtype-aware step) and divide by the realised step",
+            "use eps=None (the default step) and divide by the realised step",
         )
     if resolved_by == "float64":
         after = resolving.trial().user
         return finding(
             "precision",
             f"max error/tolerance {before:.3g} in {first.dtype}, {after:.3g} for the same check in float64 "
-            f"(x upcast, dtype-aware step): the formula is right, {first.dtype} finite differences "
+            f"(x upcast, default step): the formula is right, {first.dtype} finite differences "
             f"are not accurate enough for this tolerance{budget}",
             f"check gradients in float64; if the check must run in {first.dtype}, loosen rtol to its "
             "rounding budget (about 1e-2 for float16)",
         )
     return finding(
         "precision",
-        f"max error/tolerance {before:.3g}, yet in float64 at the dtype-aware step analytical and numerical "
+        f"max error/tolerance {before:.3g}, yet in float64 at the default step analytical and numerical "
         f"agree to {worst_rel:.2g} relative: rtol={first.rtol:g}, atol={first.atol:g} asks for more than "
         "a central difference can resolve (its rounding and truncation error)",
         "use a tolerance above the finite-difference budget (rtol >= 1e-6 in float64, 1e-3 in float32)",
@@ -129,7 +129,7 @@ def precision_finding(first: Pass, resolved_by: str, resolving: Pass | None, wor
 
 def resolved_elsewhere(session: Session, first: Pass, failed: list[Pass], resolved_by: str,
                         resolving: Pass, eps, probe: bool) -> list[Finding]:
-    """A check that fails in x's dtype but passes at the dtype-aware step or in float64.
+    """A check that fails in x's dtype but passes at the default step or in float64.
 
     Precision only when the failure is within the failing pass's budget. Beyond
     it, the difference between the passes is the step: look for a jump the
@@ -144,8 +144,8 @@ def resolved_elsewhere(session: Session, first: Pass, failed: list[Pass], resolv
         return [precision_finding(first, resolved_by, resolving, np.nan, eps, multiple)]
     before = worst.trial().user
     after = resolving.trial().user
-    other = ("in float64 (x upcast, dtype-aware step)" if resolved_by == "float64"
-             else "at the dtype-aware step")
+    other = ("in float64 (x upcast, default step)" if resolved_by == "float64"
+             else "at the default step")
     head = (f"max error/tolerance {before:.3g} in {worst.dtype} at eps = {worst.half[i]:.3g} is "
             f"{multiple:.3g} times the finite-difference budget there (rounding of the outputs over the "
             f"step, plus a smooth function's truncation), so it is not rounding, although the check {other} "

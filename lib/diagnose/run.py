@@ -3,7 +3,7 @@
 The order of work: forward twice at x (determinism), one dense pass in x's
 dtype with the caller's settings, forward once more at x; then, only while
 the check keeps failing, the same pass divided by the realised step (free),
-at the dtype-aware step, and in float64. What the reruns resolve is precision
+at the default step, and in float64. What the reruns resolve is precision
 (precision.py); what they do not is attributed by the rules (rules.py).
 """
 
@@ -64,7 +64,7 @@ def diagnose(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, eps=Non
         x: floating array (float16/32/64), shape S, at least one element; never modified.
         grad_output: real array of y's shape; the check's loss is sum(y * grad_output).
         rtol, atol: pass rule |a - n| <= atol + rtol * max(|a|, |n|), as check_gradient.
-        eps: half-step; None picks the dtype-aware step cbrt(machine eps) * max(1, |x|).
+        eps: the step; None picks the default step cbrt(machine eps) * max(1, |x|).
         divide_by: "realised" (x+ - x- as stored, like check_gradient) or "nominal"
             (2*eps, like the original checker).
         seed: seeds the Generator for the two random grad_output probes, so that a
@@ -110,7 +110,7 @@ def diagnose(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, eps=Non
 
 
 def _step_text(eps) -> str:
-    return "dtype-aware step" if eps is None else f"eps={eps:g}"
+    return "default step" if eps is None else f"eps={eps:g}"
 
 
 def _divide_text(divide_by: str) -> str:
@@ -167,7 +167,7 @@ class _Reruns:
             if first.passes("realised")[0]:
                 self._resolve("realised", None)
         if self.still_failing() and eps is not None:
-            self.best, self.best_which = run_pass(session, f"{x.dtype}, dtype-aware step, realised step", x,
+            self.best, self.best_which = run_pass(session, f"{x.dtype}, default step, realised step", x,
                                                   probes, default_step(x), "realised", rtol, atol,
                                                   strict=True), "numerical"
             self.trials.append(self.best.trial())
@@ -186,7 +186,7 @@ class _Reruns:
     def _run_in_float64(self, session, x, probes, rtol, atol) -> None:
         x64 = x.astype(np.float64)
         try:
-            wide = run_pass(session, "float64, dtype-aware step, realised step", x64,
+            wide = run_pass(session, "float64, default step, realised step", x64,
                             [np.asarray(p, dtype=np.float64) for p in probes], default_step(x64), "realised",
                             rtol, atol, strict=False)
         except Unavailable as why:

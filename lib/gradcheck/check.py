@@ -40,7 +40,7 @@ def check_gradient(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, e
         grad_output: array of y's shape; the loss is sum(y * grad_output).
         rtol, atol: an element passes when |a - n| <= atol + rtol * max(|a|, |n|) + noise,
             noise measured only for elements that fail without it (lib.gradcheck.arithmetic).
-        eps: half-step; None picks a dtype-aware relative step.
+        eps: the step; None picks the default step cbrt(machine eps) * max(1, |x|).
         raise_on_failure: raise GradientCheckError (with `.result`) on failure.
         mode: "dense" or "fast".
         probes: random upstream gradients (dense, default 1) or projections (fast, default 2).

@@ -165,7 +165,7 @@ def numerical_gradient(forward, x, grad_output, eps=None) -> np.ndarray:
         forward: callable, forward(x) -> array; must be deterministic.
         x: floating array (float16/32/64); never modified.
         grad_output: array of forward(x)'s shape (the upstream gradient).
-        eps: half-step. None picks cbrt(eps_dtype) * max(1, |x_i|); a number is
+        eps: the step. None picks cbrt(eps_dtype) * max(1, |x_i|); a number is
             used as given for every element.
     """
     x, work, out_shape, grad64, out_dtype = _validated_inputs(forward, x, grad_output)

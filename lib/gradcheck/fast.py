@@ -103,7 +103,7 @@ def check_gradient_fast(forward, backward, x, grad_output, *, probes=DEFAULT_PRO
         probes: number of random directions, an integer >= 1.
         rtol, atol: the dense pass rule |a - n| <= atol + rtol * max(|a|, |n|);
             rtol must be < 1 here (the rule bounds |a - n| only then).
-        eps: half-step; None picks the dense mode's cbrt(eps_dtype) * max(1, |x_i|).
+        eps: the step; None picks the dense mode's cbrt(eps_dtype) * max(1, |x_i|).
         seed: seed of the checker's own Generator (never the global RNG); the
             same seed gives the same probes. None draws fresh OS entropy.
         localise: how many failing elements to track down (0: none).

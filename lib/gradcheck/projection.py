@@ -9,7 +9,7 @@ gradients, one backward call each and no forward call.
 What one probe compares
 -----------------------
 Write g = grad_output, a = backward(g, x) (the analytical gradient), gamma = the
-exact gradient of L, e = a - gamma, and h_i for the dense mode's half-step. A
+exact gradient of L, e = a - gamma, and h_i for the dense mode's step. A
 probe draws random signs s_i in {-1, +1} and evaluates forward at
 
     x+ = x + h * s   and   x- = x - h * s,   both stored in x's dtype.

@@ -6,7 +6,7 @@ import numpy as np
 
 
 def default_step(x: np.ndarray) -> np.ndarray:
-    """The dtype-aware half-step cbrt(eps_dtype) * max(1, |x|), float64, x's shape."""
+    """The default step cbrt(eps_dtype) * max(1, |x|), float64, x's shape."""
     scale = np.cbrt(float(np.finfo(x.dtype).eps))  # in float64: cbrt rounded to float16 moves x-h
     return scale * np.maximum(1.0, np.abs(x.astype(np.float64)))
 

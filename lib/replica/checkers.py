@@ -49,7 +49,7 @@ def original_check_gradient(forward, backward, x: np.ndarray, grad_output: np.nd
         backward: backward(grad_output, x) -> array of x's shape; called first, once.
         x: float16/32/64 array (the caller's buffer).
         grad_output: array of the forward's output shape.
-        eps: the half-step, applied in float64 and rounded to x's dtype.
+        eps: the step, applied in float64 and rounded to x's dtype.
         divide_by: "nominal" (2*eps, the original) or "realised" (x+ - x-, the minimal patch).
         restore_input: False perturbs x itself and never restores it (the original);
             True perturbs a private copy for every evaluation (the deep-copy checker).
@@ -79,7 +79,7 @@ def original_check_gradient(forward, backward, x: np.ndarray, grad_output: np.nd
 
 
 def dtype_aware_step(x: np.ndarray) -> np.ndarray:
-    """cbrt(eps_dtype) * max(1, |x|) in float64: the half-step of the complete fix."""
+    """cbrt(eps_dtype) * max(1, |x|) in float64: the default step, the complete fix's."""
     return np.cbrt(float(np.finfo(x.dtype).eps)) * np.maximum(1.0, np.abs(x.astype(np.float64)))
 
 

@@ -89,7 +89,7 @@ def plot_error_vs_step(ax, steps, curves: Mapping[str, Sequence[float]], *, tole
     """Log-log error against step size, with the pass threshold shaded.
 
     Args:
-        steps: (k,) nominal half-steps eps.
+        steps: (k,) nominal steps eps.
         curves: label -> (k,) errors; zeros and NaNs are drawn as gaps.
         tolerance: relative error above which the check fails (shaded).
         mark_step: a step to mark with a vertical line (e.g. the original 1e-5).
