@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -85,3 +86,31 @@ def test_ruff_skips_a_virtual_environment_and_the_build_folder(tmp_path):
         (tmp_path / folder / "untidy.py").write_text("import os\nx=1;y=2\n")
     done = subprocess.run(["ruff", "check", "--quiet", "."], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[:2000] + done.stderr[:2000]
+
+
+#: A JupyterLab notebook column shows about this many characters of code without scrolling.
+CODE_WIDTH = 100
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_code_lines_fit_a_notebook_column(path):
+    notebook = nbformat.read(str(path), as_version=4)
+    long = [(number, line) for number, cell in enumerate(notebook.cells) if cell.cell_type == "code"
+            for line in cell.source.splitlines() if len(line) > CODE_WIDTH]
+    assert long == [], f"{len(long)} code lines over {CODE_WIDTH} characters, first in cell {long[0][0]}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_exercise_can_be_checked(path):
+    """Each exercise has a check cell (check_answer/check_function) and a worked answer under Solutions."""
+    notebook = nbformat.read(str(path), as_version=4)
+    text = [cell.source for cell in notebook.cells]
+    exercises = next((i for i, s in enumerate(text) if re.search(r"^## Exercises", s, re.MULTILINE)), None)
+    solutions = next((i for i, s in enumerate(text) if re.search(r"^## Solutions", s, re.MULTILINE)), None)
+    assert exercises is not None and solutions is not None and exercises < solutions
+    asked = sorted(set(re.findall(r"check_(?:answer|function)\(\s*\"(Exercise \d+)\"", "\n".join(
+        text[exercises:solutions]))))
+    answered = sorted(set(re.findall(r"check_(?:answer|function)\(\s*\"(Exercise \d+)\"", "\n".join(
+        text[solutions:]))))
+    assert asked, "the Exercises section has no check cell"
+    assert answered == asked, f"checked {asked}, worked answers for {answered}"

@@ -13,6 +13,7 @@ import re
 import nbformat
 import numpy as np
 import pytest
+from prose_numbers import parameter_bound_claims, printed_text, read
 
 import lib.workbook.runner as workbook
 from lib.replica import SWITCHES, matches_reported, replay_original_test, test_values
@@ -137,3 +138,49 @@ def test_float64_tables_keep_their_columns_apart(float64_run):
                    if o.get("output_type") == "stream")
     glued = re.findall(r"\d\.\d+e[-+]\d+\d\.\d", text) + re.findall(r"\d\.\d{10,}\d\.\d", text)
     assert glued == []
+
+
+def test_the_chain_rule_notebook_runs_without_dropout_and_its_worked_answers_pass(tmp_path):
+    # p = 0 draws no mask: the worked layer, the rules of thumb and every worked answer must still run
+    _run(tmp_path, "2", "-p", "p", "0", "-p", "seed", "0")
+    notebook = nbformat.read(str(next(tmp_path.glob("02_*.ipynb"))), as_version=4)
+    text = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
+    assert [n for n in range(1, 5) if f"Exercise {n}: right." not in text] == []
+    assert text.count("right on all 3 test inputs") == 3  # dx, dw and db of exercise 5
+
+
+def test_a_fix_is_not_confirmed_by_a_test_that_passes_without_it(tmp_path):
+    # Notebook 10's Exercise 1: with eps = 1e-3 the original checker passes, so nothing is left to fix.
+    assert replay_original_test(eps=1e-3).passed
+    verdict = _run(tmp_path, "10", "-p", "eps", "1e-3")["10"]
+    assert verdict.startswith("INCONCLUSIVE - the unfixed original test already passes")
+
+
+def test_without_dropout_the_mask_verdicts_blame_p_not_the_seed_and_the_worked_answers_pass(tmp_path):
+    # seed 0 means "do not seed": with p = 0 the masks agree only because no element is dropped.
+    verdicts = _run(tmp_path, "3", "4", "7", "-p", "p", "0", "-p", "seed", "0")
+    for number, exercises in (("03", 4), ("04", 3), ("07", 3)):
+        word, reason = verdicts[number].split(" - ", 1)
+        assert word == "REFUTED" and "p=0.0 keeps every element" in reason and "reseed" not in reason
+        notebook = nbformat.read(str(next(tmp_path.glob(f"{number}_*.ipynb"))), as_version=4)
+        text = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
+        assert set(re.findall(r"Exercise (\d+): right", text)) == {str(n) for n in range(1, exercises + 1)}
+
+
+def test_prose_numbers_that_follow_the_parameters_say_they_are_the_defaults(float64_run):
+    # A number in markdown that the default run prints and the float64 run does not is a claim about
+    # the defaults: it must be printed by a cell, or its paragraph must say which parameters it holds for.
+    _, out = float64_run
+    claims = {path.name[:2]: parameter_bound_claims(read(path), read(out / path.name))
+              for path in workbook.discover()}
+    assert {number: found for number, found in claims.items() if found} == {}
+
+
+def test_every_worked_answer_passes_its_check_with_other_parameters(float64_run):
+    _, out = float64_run
+    for path in sorted(out.glob("[0-9][0-9]_*.ipynb")):
+        notebook = read(path)
+        asked = set(re.findall(r'check_(?:answer|function)\(\s*"(Exercise \d+)"',
+                               "\n".join(cell.source for cell in notebook.cells)))
+        right = set(re.findall(r"(Exercise \d+): right", printed_text(notebook)))
+        assert asked <= right, f"{path.name}: no 'right' line for {sorted(asked - right)}"
