@@ -172,7 +172,7 @@ MUTANTS: tuple[Entry, ...] = (
           layer_norm_pair(full_backward=False)),
     # precision: the gradient is right; the finite difference is not accurate enough.
     Entry("nominal-step-float32", "precision",
-          "the original setting: eps=1e-5 in float32 divided by the nominal 2*eps, not the stored step",
+          "the original setting: eps=1e-5 in float32 divided by the nominal 2*eps, not the realised step",
           dropout_original_values, check={"eps": 1e-5, "divide_by": "nominal"}, dtypes=("float32",)),
     Entry("tiny-step-float32", "precision",
           "eps=1e-6 in float32: rounding noise of tanh(x) over so small a step swamps the difference",
