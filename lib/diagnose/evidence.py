@@ -167,34 +167,33 @@ def _points(x: np.ndarray, half: np.ndarray, divide_by: str):
     return plus, minus, width
 
 
-def _block_columns(outputs: sweep.Outputs, block: np.ndarray, weights: np.ndarray, elementwise: bool):
-    """What one block of forward pairs measured: (projected (k, b), noise sums (k, b), slope, cross (b,)).
+def _column(y_plus: np.ndarray, y_minus: np.ndarray, i: int, weights: np.ndarray, elementwise: bool):
+    """What one pair of forward calls measured: (projected (k,), noise sums (k,), slope, cross).
 
     Outputs that changed carry a rounding error of about one unit of their
     size, and so does x_i's own output (it may round to the same value on both
     sides), and every output when none changed; outputs computed identically
     on both sides cancel exactly and count nothing.
     """
-    up = outputs.up[:block.size].reshape(block.size, -1)
-    down = outputs.down[:block.size].reshape(block.size, -1)
+    up, down = y_plus.reshape(-1).astype(np.float64), y_minus.reshape(-1).astype(np.float64)
     if not (np.all(np.isfinite(up)) and np.all(np.isfinite(down))):
         raise ValueError("forward(x) returned non-finite values (inf or NaN); the check needs finite outputs")
-    d = np.subtract(up, down, dtype=np.float64)
-    rows = np.arange(block.size)
+    # Subtract element by element before weighting, so that large equal
+    # terms cancel exactly instead of inside a rounded sum.
+    d = up - down
     counted = d != 0.0
     if elementwise:
-        counted[rows, block] = True
-    counted[~counted.any(axis=1)] = True
-    size = np.where(counted, np.maximum(np.abs(up), np.abs(down), dtype=np.float64), 0.0)
-    with sweep.one_blas_thread():
-        projected = np.vecdot(d[:, np.newaxis, :], weights).T
-        sums = np.vecdot(size[:, np.newaxis, :], np.abs(weights)).T
-    slope = cross = np.full(block.size, np.nan)
+        counted[i] = True
+    if not counted.any():
+        counted[:] = True
+    size = np.where(counted, np.maximum(np.abs(up), np.abs(down)), 0.0)
+    slope = cross = np.nan
     if elementwise:
-        slope = d[rows, block].copy()
-        d[rows, block] = 0.0
-        cross = np.max(np.abs(d), axis=1)
-    return projected, sums, slope, cross
+        slope = d[i]
+        d_others = np.abs(d)
+        d_others[i] = 0.0
+        cross = np.max(d_others)
+    return weights @ d, np.abs(weights) @ size, slope, cross
 
 
 def _differences(session: Session, x: np.ndarray, weights: np.ndarray, plus, minus, strict: bool):
@@ -207,23 +206,21 @@ def _differences(session: Session, x: np.ndarray, weights: np.ndarray, plus, min
         def forward(a, fn=session.forward_fn):
             return fn(a.copy())
     elementwise = weights.shape[1] == x.size
-    rows = sweep.block_rows(x.size, weights.shape[1], np.dtype(session.out_dtype).itemsize, None)
     shape = session.out_shape if session.out_shape is not None else (weights.shape[1],)
-    outputs = sweep.Outputs(rows, shape, session.out_dtype)
-    parts = []
+    projected, sums = np.empty((2, weights.shape[0], x.size))
+    slope, cross = np.full((2, x.size), np.nan)
     try:
-        for start in range(0, x.size, rows):
-            block = np.arange(start, min(x.size, start + rows))
-            session.forward_calls += 2 * block.size
-            sweep.fill(forward, work, block, plus, minus, outputs)
-            parts.append(_block_columns(outputs, block, weights, elementwise))
+        pairs = sweep.pairs(forward, work, np.arange(x.size), plus, minus, shape, session.out_dtype)
+        for i, (y_plus, y_minus) in enumerate(pairs):
+            session.forward_calls += 2
+            projected[:, i], sums[:, i], slope[i], cross[i] = _column(y_plus, y_minus, i, weights, elementwise)
     except Exception as error:
         if strict:
             raise
         ours = isinstance(error, ValueError) and str(error).startswith("forward")  # a check of sweep's or ours
         raise Unavailable(str(error) if ours else f"forward raised {type(error).__name__}: {error}") from error
     session.record("forward", "x", x, work)
-    return [np.concatenate(column, axis=-1) for column in zip(*parts, strict=True)]
+    return projected, sums, slope, cross
 
 
 def run_pass(session: Session, label: str, x: np.ndarray, probes: list[np.ndarray], half: np.ndarray,

@@ -127,7 +127,7 @@ def _central_differences(forward, x, work, out_shape, grads, eps, out_dtype=np.f
             perturbed copies of x, (k, *x.shape), to a forward that returns
             (k, *y.shape) (see lib.gradcheck.sweep).
 
-    The forward calls go through `sweep` (outputs gathered in blocks); the rest is
+    The forward calls and each pair's exact difference are `sweep`'s; the rest is
     done for all elements at once, so the checker costs little beyond its calls.
     """
     half = default_step(x) if eps is None else np.full(x.shape, _checks.positive_step(eps))
@@ -136,20 +136,14 @@ def _central_differences(forward, x, work, out_shape, grads, eps, out_dtype=np.f
     grads = np.atleast_2d(grads)
     magnitudes = np.abs(grads) if with_noise else None
     numerical = np.empty((grads.shape[0], columns.size), dtype=np.float64)
-    noise = np.empty_like(numerical)
-    rows = sweep.block_rows(columns.size, grads.shape[1], np.dtype(out_dtype).itemsize, batch)
-    outputs = sweep.Outputs(rows, out_shape, out_dtype)
-    stack = None if not batch else np.repeat(work[np.newaxis], min(batch, columns.size), axis=0)
-    for start in range(0, columns.size, rows):
-        block = columns[start:start + rows]
-        if stack is None:
-            sweep.fill(forward, work, block, plus, minus, outputs)
-        else:
-            sweep.fill_batched(forward, stack, work, block, plus, minus, outputs, stack.shape[0])
-        values, sums = sweep.contract(outputs, block.size, grads, magnitudes)
-        if not np.all(np.isfinite(values)):
-            raise ValueError("forward(x) returned non-finite values (inf or NaN); the check needs finite outputs")
-        numerical[:, start:start + block.size], noise[:, start:start + block.size] = values, sums
+    noise = np.zeros_like(numerical)
+    pairs = sweep.pairs(forward, work, columns, plus, minus, out_shape, out_dtype, batch)
+    for k, (y_plus, y_minus) in enumerate(pairs):
+        numerical[:, k], sums = sweep.contract(y_plus, y_minus, grads, magnitudes)
+        if sums is not None:
+            noise[:, k] = sums
+    if not np.isfinite(numerical).all():
+        raise ValueError(sweep.FINITE_MESSAGE)
     # Divide by the realised width, x_i+ - x_i- as stored, not the nominal 2*eps.
     width = width.reshape(-1)[columns] if indices is not None else width.reshape(x.shape)
     numerical /= width.reshape(-1)

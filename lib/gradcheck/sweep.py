@@ -1,155 +1,139 @@
-"""The forward calls of a central difference, gathered in blocks and contracted at once.
+"""The forward calls of a central difference, and the exact difference of each pair of outputs.
 
 A dense check must call forward twice per element; everything else it does
 per element is overhead, and with a cheap forward (a few microseconds) the
-overhead used to cost more than the calls. So the loop does only what cannot
-be shared: move one element, call forward, copy its output into a row of a
-preallocated block in the forward's own dtype (a plain memory copy), move the
-element back. A block of rows is then differenced in float64 and contracted
-with every upstream gradient by one vectorised dot product per row, on one BLAS thread: the
-checker's own arithmetic must not wait for a core that the forward, or another
-process, is using.
+overhead used to cost more than the calls. Two things keep it small:
 
-With `batch=k` the forward receives a stack of k perturbed copies of x, shape
-(k, *x.shape), and returns (k, *y.shape): about 2N/k calls instead of 2N.
+- `pairs` does per element only what cannot be shared: move one element, call
+  forward, keep a copy of its output in one reused buffer (a forward may
+  return a view of its input or reuse its own buffer), call forward again,
+  move the element back. The buffer stays in cache from one element to the
+  next, and no float64 copy of a whole output is made.
+- `contract` finds the outputs that moved by comparing the two outputs in
+  their own dtype (a float comparison is exact), then subtracts only those in
+  float64 and contracts them with the upstream gradients. An output that did
+  not move contributes exactly 0 to a slope, so this equals subtracting every
+  output first, without a float64 pass over outputs that are equal. An
+  elementwise forward moves one output per element.
 
-The differences are the same float64 numbers as a per-element loop's, each
-output subtracted before anything is added; each slope's sum runs in an order
-fixed by its own row, so an element measured alone (fast mode's confirmation)
-gets exactly the slope it gets in a full check.
+With `batch=k` the forward receives a stack of k perturbed copies of x,
+shape (k, *x.shape), and returns (k, *y.shape): about 2N/k calls instead of 2N.
+
+Each slope is summed in an order fixed by its own pair of outputs, so an
+element measured alone (fast mode's confirmation) gets exactly the slope it
+gets in a full check. Long contractions (a forward whose every output moves)
+are cut into pieces of THREADED_DOT, each a one-thread BLAS dot product: a
+thread waiting for a core another process holds would stall the whole check.
 """
 
 from __future__ import annotations
 
-from functools import cache
-
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from lib.gradcheck.returns import numeric_output
 
-#: Bytes of forward outputs one block holds (each of the two sides): a few MiB keeps
-#: the rows in cache for the contraction and makes the per-block costs negligible.
-BLOCK_BYTES = 4 * 2**20
+#: OpenBLAS splits a dot product over threads above about 10,000 elements; pieces of
+#: this length stay on the calling thread.
+THREADED_DOT = 8192
+
+FINITE_MESSAGE = "forward(x) returned non-finite values (inf or NaN); the check needs finite outputs"
 
 
-@cache
-def _controller() -> ThreadpoolController:
-    return ThreadpoolController()  # inspects the loaded BLAS libraries once per process
+def accept(returned, shape: tuple) -> np.ndarray:
+    """`returned` as a real numeric array of `shape`, or an error naming forward."""
+    array = numeric_output(returned, "forward")
+    if array.shape != shape:
+        raise ValueError(f"forward returned shape {array.shape} on a perturbed input but {shape} on x")
+    return array
 
 
-def one_blas_thread():
-    """Context manager: BLAS on one thread inside, the caller's setting restored on exit."""
-    return _controller().limit(limits=1, user_api="blas")
+def _kept_dtype(dtype) -> np.dtype:
+    dtype = np.dtype(dtype)
+    return dtype if dtype.kind == "f" else np.dtype(np.float64)
 
 
-class Outputs:
-    """Two blocks of rows, y(x + step) and y(x - step), in one dtype.
+def pairs(forward, work: np.ndarray, columns: np.ndarray, plus, minus, out_shape: tuple, out_dtype,
+          batch: int | None = None):
+    """Yield (y+, y-) for each flat index in `columns`: forward with that element at plus, then minus.
 
-    The dtype is the forward's output dtype when it is a float of at most 64
-    bits, so a row is filled by a plain copy; a forward that later returns
-    another dtype promotes both blocks to float64, an exact conversion.
+    y+ is a copy that the next pair overwrites, y- is what forward returned (it
+    may be a view of `work`): use both before asking for the next pair. `work`
+    (C order, x's values) is changed one element at a time and restored in a
+    `finally` block, also when forward raises. With `batch`, forward gets stacks (m, *x.shape) and each pair is
+    one row of two stacked results.
     """
-
-    def __init__(self, rows: int, out_shape: tuple, dtype):
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f" or dtype.itemsize > 8:
-            dtype = np.dtype(np.float64)
-        self.out_shape = out_shape
-        self.up = np.empty((rows, *out_shape), dtype)
-        self.down = np.empty_like(self.up)
-        # Reused by every block: a fresh buffer per block would be paged in anew each time.
-        self.moved = np.empty((rows, int(np.prod(out_shape))), np.float64)
-
-    def accept(self, returned, rows: int = 0) -> np.ndarray:
-        """`returned` as an array of the block's row shape (or `rows` rows of it), promoting if needed."""
-        array = numeric_output(returned, "forward")
-        shape = (rows, *self.out_shape) if rows else self.out_shape
-        if array.shape != shape:
-            raise ValueError(f"forward returned shape {array.shape} on a perturbed input but {shape} on x")
-        if array.dtype != self.up.dtype and self.up.dtype != np.float64:
-            with np.errstate(invalid="ignore"):  # rows not filled yet hold whatever the memory held
-                self.up, self.down = self.up.astype(np.float64), self.down.astype(np.float64)
-        return array
-
-
-def block_rows(count: int, out_size: int, itemsize: int, batch: int | None) -> int:
-    """Rows per block: about BLOCK_BYTES of outputs, a multiple of `batch`, at most `count`."""
-    rows = max(1, BLOCK_BYTES // max(1, out_size * itemsize))
     if batch:
-        rows = max(batch, rows // batch * batch)
-    return max(1, min(count, rows))
-
-
-def fill(forward, work: np.ndarray, block: np.ndarray, plus, minus, outputs: Outputs) -> None:
-    """Rows 0..len(block)-1 of `outputs`: forward at each element moved to plus, then minus.
-
-    `work` (C order, x's values) is changed one element at a time and restored
-    in a `finally` block, also when forward raises.
-    """
+        yield from _batched_pairs(forward, work, columns, plus, minus, out_shape, batch)
+        return
     flat = work.reshape(-1)
-    up, down, shape, dtype = outputs.up, outputs.down, outputs.out_shape, outputs.up.dtype
-    for row, i in enumerate(block):
+    kept = np.empty(out_shape, _kept_dtype(out_dtype))
+    dtype = kept.dtype
+    # Python ints and floats index and assign several times faster than numpy scalars, and a
+    # value of x's dtype survives the round trip through a Python float exactly.
+    for i, high, low in zip(columns.tolist(), plus[columns].tolist(), minus[columns].tolist(), strict=True):
         original = flat[i]
         try:
-            flat[i] = plus[i]
+            flat[i] = high
             y = forward(work)
-            if type(y) is not np.ndarray or y.shape != shape or y.dtype != dtype:
-                y = outputs.accept(y)
-                up, down, dtype = outputs.up, outputs.down, outputs.up.dtype
-            up[row] = y  # copied now: a forward may return a view of its input or reuse its buffer
-            flat[i] = minus[i]
+            if y.__class__ is not np.ndarray or y.dtype is not dtype or y.shape != out_shape:
+                y = accept(y, out_shape)
+                if not np.can_cast(y.dtype, kept.dtype, "safe"):  # keep every bit of a wider output
+                    kept, dtype = np.empty(out_shape, np.float64), np.dtype(np.float64)
+            np.copyto(kept, y)
+            flat[i] = low
             y = forward(work)
-            if type(y) is not np.ndarray or y.shape != shape or y.dtype != dtype:
-                y = outputs.accept(y)
-                up, down, dtype = outputs.up, outputs.down, outputs.up.dtype
-            down[row] = y
+            if y.__class__ is not np.ndarray or y.dtype is not dtype or y.shape != out_shape:
+                y = accept(y, out_shape)
+            yield kept, y  # before the element moves back: y may be a view of work
         finally:
             flat[i] = original
 
 
-def fill_batched(forward, stack: np.ndarray, work: np.ndarray, block: np.ndarray, plus, minus,
-                 outputs: Outputs, batch: int) -> None:
-    """As `fill`, with `batch` elements per call: row r of the stack has element block[r] moved.
-
-    `stack` is (batch, *x.shape), each row a copy of x; the moved elements are
-    put back from `work` after each group.
-    """
-    flat_stack = stack.reshape(batch, -1)
+def _batched_pairs(forward, work, columns, plus, minus, out_shape, batch):
+    stack = np.repeat(work[np.newaxis], min(batch, columns.size), axis=0)
+    flat_stack = stack.reshape(stack.shape[0], -1)
     flat = work.reshape(-1)
-    for start in range(0, block.size, batch):
-        group = block[start:start + batch]
+    for start in range(0, columns.size, batch):
+        group = columns[start:start + batch]
         rows = np.arange(group.size)
         try:
-            for side, points in (("up", plus), ("down", minus)):
+            sides = []
+            for points in (plus, minus):
                 flat_stack[rows, group] = points[group]
                 try:
-                    y = forward(stack[:group.size])
+                    returned = forward(stack[:group.size])
                 except Exception as error:
                     error.add_note(f"check_gradient(batch=k) calls forward with stacks of shape {stack.shape}")
                     raise
-                y = outputs.accept(y, group.size)
-                getattr(outputs, side)[start:start + group.size] = y  # after accept: it may promote
+                sides.append(np.array(accept(returned, (group.size, *out_shape))))  # a copy, as pairs keeps y+
         finally:
             flat_stack[rows, group] = flat[group]
+        yield from zip(*sides, strict=True)
 
 
-def contract(outputs: Outputs, count: int, grads: np.ndarray, magnitudes: np.ndarray | None):
-    """Slopes and rounding sums of the first `count` rows: (k, count) each, before division by the step.
+def contract(y_plus: np.ndarray, y_minus: np.ndarray, grads: np.ndarray, magnitudes: np.ndarray | None):
+    """Slopes and rounding sums of one pair: (grads @ d, |grads| @ (|y+| + |y-|) over the moved outputs).
 
-    Each output difference d = y+ - y- is formed in float64 before any sum,
-    so outputs that did not move cancel exactly; then grads @ d, and
-    |grads| @ (|y+| + |y-|) over the outputs that moved (zeros when
-    `magnitudes` is None: the caller does not need them).
+    d = y+ - y- in float64 at the outputs where the two differ (a comparison in
+    their own dtype finds them exactly); every other output contributes 0.
+    Both results are (k,), still to be divided by the step (the sums also
+    scaled by u); the sums are None when `magnitudes` is None.
+    Raises ValueError if y+ holds inf or NaN; one in y- where y+ is finite
+    makes the slope non-finite, which the caller checks once for all elements.
     """
-    up = outputs.up[:count].reshape(count, -1)
-    down = outputs.down[:count].reshape(count, -1)
-    moved = np.subtract(up, down, out=outputs.moved[:count], dtype=np.float64)
-    # vecdot: one dot per (gradient, row), each summed in an order that depends on
-    # that row alone, so an element's slope is the same whatever block it is in.
-    with one_blas_thread():
-        values = np.vecdot(moved[:, np.newaxis, :], grads).T
-        if magnitudes is None:
-            return values, np.zeros_like(values)
-        size = np.add(np.abs(up), np.abs(down), dtype=np.float64)
-        return values, np.vecdot(np.where(moved != 0.0, size, 0.0)[:, np.newaxis, :], magnitudes).T
+    up, down = y_plus.reshape(-1), y_minus.reshape(-1)
+    if not np.isfinite(up).all():  # y-'s unmoved outputs equal y+'s
+        raise ValueError(FINITE_MESSAGE)
+    moved = np.flatnonzero(up != down)
+    a, b = up[moved], down[moved]
+    values = _dot(grads[:, moved], np.subtract(a, b, dtype=np.float64))
+    if magnitudes is None:
+        return values, None
+    return values, _dot(magnitudes[:, moved], np.add(np.abs(a), np.abs(b), dtype=np.float64))
+
+
+def _dot(rows: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """rows @ v, (k,), in pieces of THREADED_DOT when v is long (one BLAS thread each)."""
+    if v.size <= THREADED_DOT:
+        return rows @ v
+    return sum(rows[:, lo:lo + THREADED_DOT] @ v[lo:lo + THREADED_DOT] for lo in range(0, v.size, THREADED_DOT))
