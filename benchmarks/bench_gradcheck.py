@@ -330,8 +330,8 @@ def contention(args) -> None:
         goal(f"dense: slowdown with one competing process, N={n}", ratio, 1.2)
     print_table("0b. Dense mode with one competing busy process (cheap forward, float32)",
                 ["N", "alone s", "with a competitor s", "slowdown x"], rows,
-                ["the checker's own arithmetic runs on one BLAS thread (threadpoolctl), so it never waits "
-                 "for the core the competitor holds"])
+                ["the checker's own dot products stay on the calling thread (pieces of at most 8192), so it "
+                 "never waits for the core the competitor holds"])
 
 
 def batching(args) -> None:

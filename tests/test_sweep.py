@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_info
 
 from lib.gradcheck import check_gradient, sweep
 
@@ -112,9 +111,3 @@ def test_a_forward_that_changes_its_output_dtype_is_differenced_in_float64():
     result = check_gradient(flipping, lambda g, a: 3 * g, x, np.ones(40, np.float32))
     assert result.passed, result.report()
 
-
-def test_the_blas_thread_setting_is_the_callers_again_after_a_check():
-    before = [(lib["prefix"], lib["num_threads"]) for lib in threadpool_info()]
-    forward, backward, x, g = masked_case(2000)
-    check_gradient(forward, backward, x, g)
-    assert [(lib["prefix"], lib["num_threads"]) for lib in threadpool_info()] == before
