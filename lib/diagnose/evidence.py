@@ -170,30 +170,30 @@ def _points(x: np.ndarray, half: np.ndarray, divide_by: str):
 def _column(y_plus: np.ndarray, y_minus: np.ndarray, i: int, weights: np.ndarray, elementwise: bool):
     """What one pair of forward calls measured: (projected (k,), noise sums (k,), slope, cross).
 
-    Outputs that changed carry a rounding error of about one unit of their
-    size, and so does x_i's own output (it may round to the same value on both
-    sides), and every output when none changed; outputs computed identically
-    on both sides cancel exactly and count nothing.
+    Only the outputs where the two calls differ are differenced (a comparison
+    in their own dtype finds them exactly; the others cancel exactly and count
+    nothing). Outputs that changed carry a rounding error of about one unit of
+    their size, and so does x_i's own output (it may round to the same value
+    on both sides), and every output when none changed.
     """
-    up, down = y_plus.reshape(-1).astype(np.float64), y_minus.reshape(-1).astype(np.float64)
-    if not (np.all(np.isfinite(up)) and np.all(np.isfinite(down))):
-        raise ValueError("forward(x) returned non-finite values (inf or NaN); the check needs finite outputs")
-    # Subtract element by element before weighting, so that large equal
-    # terms cancel exactly instead of inside a rounded sum.
-    d = up - down
-    counted = d != 0.0
-    if elementwise:
-        counted[i] = True
-    if not counted.any():
-        counted[:] = True
-    size = np.where(counted, np.maximum(np.abs(up), np.abs(down)), 0.0)
+    up, down = y_plus.reshape(-1), y_minus.reshape(-1)
+    if not np.isfinite(up).all():
+        raise ValueError(sweep.FINITE_MESSAGE)
+    moved = np.flatnonzero(up != down)
+    d = np.subtract(up[moved], down[moved], dtype=np.float64)
+    if not np.isfinite(d).all():
+        raise ValueError(sweep.FINITE_MESSAGE)
+    projected = weights[:, moved] @ d
+    counted = moved if not elementwise else np.union1d(moved, [i])
+    if counted.size == 0:
+        counted = np.arange(up.size)
+    size = np.maximum(np.abs(up[counted]), np.abs(down[counted]), dtype=np.float64)
     slope = cross = np.nan
     if elementwise:
-        slope = d[i]
-        d_others = np.abs(d)
-        d_others[i] = 0.0
-        cross = np.max(d_others)
-    return weights @ d, np.abs(weights) @ size, slope, cross
+        own = moved == i
+        slope = float(d[own][0]) if own.any() else 0.0
+        cross = float(np.max(np.abs(d[~own]), initial=0.0))
+    return projected, np.abs(weights[:, counted]) @ size, slope, cross
 
 
 def _differences(session: Session, x: np.ndarray, weights: np.ndarray, plus, minus, strict: bool):

@@ -17,6 +17,7 @@ check on it, which proves on every run that the check accepts a right answer.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 
 import numpy as np
@@ -41,6 +42,9 @@ class Right:
 
 #: Printed while an answer is still `None` (or `...`).
 NO_ANSWER = "{name}: no answer yet. Put yours where the exercise says and rerun this cell."
+
+#: Printed lines are wrapped to this width, so they fit a notebook column.
+WIDTH = 100
 
 
 def check_answer(name: str, answer, expected, *, rtol: float = 1e-6, atol: float = 0.0,
@@ -67,7 +71,9 @@ def check_answer(name: str, answer, expected, *, rtol: float = 1e-6, atol: float
     if rtol < 0 or atol < 0:
         raise ValueError(f"rtol and atol must be >= 0; got rtol={rtol!r}, atol={atol!r}")
     if answer is None or answer is Ellipsis:
-        print(NO_ANSWER.format(name=name) + (f" Hint: {hint}" if hint else ""))
+        print(NO_ANSWER.format(name=name))
+        if hint:
+            print(textwrap.fill(f"Hint: {hint}", WIDTH, initial_indent="  ", subsequent_indent="  "))
         return None
     problem = _what_is_wrong(answer, expected, rtol, atol)
     if problem:
