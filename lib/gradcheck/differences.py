@@ -137,11 +137,18 @@ def _central_differences(forward, x, work, out_shape, grads, eps, out_dtype=np.f
     magnitudes = np.abs(grads) if with_noise else None
     numerical = np.empty((grads.shape[0], columns.size), dtype=np.float64)
     noise = np.zeros_like(numerical)
-    pairs = sweep.pairs(forward, work, columns, plus, minus, out_shape, out_dtype, batch)
-    for k, (y_plus, y_minus) in enumerate(pairs):
-        numerical[:, k], sums = sweep.contract(y_plus, y_minus, grads, magnitudes)
-        if sums is not None:
-            noise[:, k] = sums
+    if batch:
+        for start, ups, downs in sweep.stacked_pairs(forward, work, columns, plus, minus, out_shape, batch):
+            done = slice(start, start + ups.shape[0])
+            numerical[:, done], sums = sweep.contract_stack(ups, downs, grads, magnitudes)
+            if sums is not None:
+                noise[:, done] = sums
+    else:
+        for k, (y_plus, y_minus) in enumerate(sweep.pairs(forward, work, columns, plus, minus, out_shape,
+                                                          out_dtype)):
+            numerical[:, k], sums = sweep.contract(y_plus, y_minus, grads, magnitudes)
+            if sums is not None:
+                noise[:, k] = sums
     if not np.isfinite(numerical).all():
         raise ValueError(sweep.FINITE_MESSAGE)
     # Divide by the realised width, x_i+ - x_i- as stored, not the nominal 2*eps.

@@ -17,7 +17,8 @@ overhead used to cost more than the calls. Two things keep it small:
   elementwise forward moves one output per element.
 
 With `batch=k` the forward receives a stack of k perturbed copies of x,
-shape (k, *x.shape), and returns (k, *y.shape): about 2N/k calls instead of 2N.
+shape (k, *x.shape), and returns (k, *y.shape): about 2N/k calls instead of 2N
+(`stacked_pairs`), and each group is contracted at once (`contract_stack`).
 
 Each slope is summed in an order fixed by its own pair of outputs, so an
 element measured alone (fast mode's confirmation) gets exactly the slope it
@@ -36,6 +37,10 @@ from lib.gradcheck.returns import numeric_output
 #: this length stay on the calling thread.
 THREADED_DOT = 8192
 
+#: Outputs up to this size are contracted a whole stack at a time (einsum over float64 copies);
+#: longer ones pair by pair over the outputs that moved, which touches far less memory.
+WHOLE_ROWS = 2048
+
 FINITE_MESSAGE = "forward(x) returned non-finite values (inf or NaN); the check needs finite outputs"
 
 
@@ -52,19 +57,14 @@ def _kept_dtype(dtype) -> np.dtype:
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
 
 
-def pairs(forward, work: np.ndarray, columns: np.ndarray, plus, minus, out_shape: tuple, out_dtype,
-          batch: int | None = None):
+def pairs(forward, work: np.ndarray, columns: np.ndarray, plus, minus, out_shape: tuple, out_dtype):
     """Yield (y+, y-) for each flat index in `columns`: forward with that element at plus, then minus.
 
     y+ is a copy that the next pair overwrites, y- is what forward returned (it
     may be a view of `work`): use both before asking for the next pair. `work`
     (C order, x's values) is changed one element at a time and restored in a
-    `finally` block, also when forward raises. With `batch`, forward gets stacks (m, *x.shape) and each pair is
-    one row of two stacked results.
+    `finally` block, also when forward raises.
     """
-    if batch:
-        yield from _batched_pairs(forward, work, columns, plus, minus, out_shape, batch)
-        return
     flat = work.reshape(-1)
     kept = np.empty(out_shape, _kept_dtype(out_dtype))
     dtype = kept.dtype
@@ -89,7 +89,12 @@ def pairs(forward, work: np.ndarray, columns: np.ndarray, plus, minus, out_shape
             flat[i] = original
 
 
-def _batched_pairs(forward, work, columns, plus, minus, out_shape, batch):
+def stacked_pairs(forward, work, columns, plus, minus, out_shape, batch: int):
+    """Yield (start, y+ stack, y- stack) for groups of `batch` columns, one forward call per side.
+
+    Row r of the stack forward gets is x with element columns[start + r] moved;
+    the stacks it returns are (m, *y.shape), m <= batch.
+    """
     stack = np.repeat(work[np.newaxis], min(batch, columns.size), axis=0)
     flat_stack = stack.reshape(stack.shape[0], -1)
     flat = work.reshape(-1)
@@ -108,7 +113,7 @@ def _batched_pairs(forward, work, columns, plus, minus, out_shape, batch):
                 sides.append(np.array(accept(returned, (group.size, *out_shape))))  # a copy, as pairs keeps y+
         finally:
             flat_stack[rows, group] = flat[group]
-        yield from zip(*sides, strict=True)
+        yield start, sides[0], sides[1]
 
 
 def contract(y_plus: np.ndarray, y_minus: np.ndarray, grads: np.ndarray, magnitudes: np.ndarray | None):
@@ -130,6 +135,28 @@ def contract(y_plus: np.ndarray, y_minus: np.ndarray, grads: np.ndarray, magnitu
     if magnitudes is None:
         return values, None
     return values, _dot(magnitudes[:, moved], np.add(np.abs(a), np.abs(b), dtype=np.float64))
+
+
+def contract_stack(ups: np.ndarray, downs: np.ndarray, grads: np.ndarray, magnitudes: np.ndarray | None):
+    """`contract` for m pairs at once: (k, m) slopes and (k, m) sums or None, from (m, *y.shape) stacks.
+
+    The differences are the same float64 numbers; for outputs up to WHOLE_ROWS
+    the sums run over whole rows (einsum, on the calling thread), so a slope
+    may differ from the one-pair contraction in its last bits.
+    """
+    up, down = ups.reshape(ups.shape[0], -1), downs.reshape(downs.shape[0], -1)
+    if up.shape[1] > WHOLE_ROWS:  # long rows: difference only what moved, pair by pair
+        rows = [contract(a, b, grads, magnitudes) for a, b in zip(up, down, strict=True)]
+        values = np.stack([r[0] for r in rows], axis=1)
+        return values, None if magnitudes is None else np.stack([r[1] for r in rows], axis=1)
+    if not np.isfinite(up).all():
+        raise ValueError(FINITE_MESSAGE)
+    d = up.astype(np.float64) - down.astype(np.float64)  # exact zeros where nothing moved
+    values = np.einsum("mj,kj->km", d, grads)
+    if magnitudes is None:
+        return values, None
+    size = np.where(d != 0.0, np.abs(up.astype(np.float64)) + np.abs(down.astype(np.float64)), 0.0)
+    return values, np.einsum("mj,kj->km", size, magnitudes)
 
 
 def _dot(rows: np.ndarray, v: np.ndarray) -> np.ndarray:
