@@ -379,3 +379,24 @@ def test_decide_takes_the_first_rule_that_holds_and_formats_only_its_reason():
     assert str(found) == "Verdict: REFUTED - it passes"
     with pytest.raises(ValueError, match="no rule's condition holds"):
         verdict.decide((False, "REFUTED", "x"))
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to run two notebooks at once")
+def test_by_default_notebooks_run_one_per_core_at_once(tmp_path):
+    # Each notebook waits for the other's file: they can only both finish if they run at the same time.
+    meeting = tmp_path / "meeting"
+    meeting.mkdir()
+    body = ("import pathlib, time\n"
+            f"here = pathlib.Path({str(meeting)!r})\n"
+            "(here / me).touch()\n"
+            "deadline = time.monotonic() + 60\n"
+            "while not (here / other).exists() and time.monotonic() < deadline:\n"
+            "    time.sleep(0.05)\n"
+            "assert (here / other).exists(), 'the other notebook never ran alongside this one'")
+    books = tmp_path / "notebooks"
+    books.mkdir()
+    _notebook(books / "01_a.ipynb", "me: str = 'a'\nother: str = 'b'", body)
+    _notebook(books / "02_b.ipynb", "me: str = 'b'\nother: str = 'a'", body)
+    assert main(["run", "--notebook-dir", str(books), "--output", str(tmp_path / "out")]) == 0
+    commands = next(a for a in build_parser()._actions if a.dest == "command")
+    assert "default: one per core" in commands.choices["run"].format_help()

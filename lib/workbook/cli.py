@@ -69,7 +69,8 @@ def _add_run(commands) -> None:
     parser.add_argument("--html", action="store_true", help="also export HTML and an index.html report")
     parser.add_argument("--update-sources", action="store_true",
                         help="re-execute with defaults and store the outputs in the source notebooks")
-    parser.add_argument("--jobs", type=int, default=1, help="notebooks run at once (default %(default)s)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help=f"notebooks run at once (default: one per core, here {_cores()})")
     parser.add_argument("--list", action="store_true", help="list notebooks and their parameters, run nothing")
     parser.add_argument("--notebook-dir", type=Path, default=None,
                         help="folder of the numbered notebooks (default: the checkout's notebooks/, else ./notebooks)")
@@ -177,6 +178,8 @@ def _run(args) -> int:
     selected = workbook.select(notebooks, args.notebooks)
     if args.list:
         return _list(selected)
+    if args.jobs is None:
+        args.jobs = _cores()
     if args.jobs < 1:
         raise workbook.WorkbookError(f"--jobs must be an integer >= 1; got {args.jobs}")
     if args.update_sources and args.parameter:
@@ -222,6 +225,11 @@ def _run_into(output: Path, selected, parameters: dict, pairs, args) -> int:
 class _Stop(BaseException):
     """SIGTERM, turned into an exception in the main process so that the run stops like on Ctrl-C
     (a BaseException, like KeyboardInterrupt, so that no `except Exception` swallows it)."""
+
+
+def _cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _raise_stop(signum, frame):
