@@ -108,9 +108,9 @@ def test_every_exercise_can_be_checked(path):
     exercises = next((i for i, s in enumerate(text) if re.search(r"^## Exercises", s, re.MULTILINE)), None)
     solutions = next((i for i, s in enumerate(text) if re.search(r"^## Solutions", s, re.MULTILINE)), None)
     assert exercises is not None and solutions is not None and exercises < solutions
-    asked = sorted(set(re.findall(r"check_(?:answer|function)\(\s*\"(Exercise \d+)\"", "\n".join(
+    asked = sorted(set(re.findall(r"check_(?:answer|function)\(\s*f?\"(Exercise \d+)", "\n".join(
         text[exercises:solutions]))))
-    answered = sorted(set(re.findall(r"check_(?:answer|function)\(\s*\"(Exercise \d+)\"", "\n".join(
+    answered = sorted(set(re.findall(r"check_(?:answer|function)\(\s*f?\"(Exercise \d+)", "\n".join(
         text[solutions:]))))
     assert asked, "the Exercises section has no check cell"
     assert answered == asked, f"checked {asked}, worked answers for {answered}"

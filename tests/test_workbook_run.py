@@ -180,7 +180,7 @@ def test_every_worked_answer_passes_its_check_with_other_parameters(float64_run)
     _, out = float64_run
     for path in sorted(out.glob("[0-9][0-9]_*.ipynb")):
         notebook = read(path)
-        asked = set(re.findall(r'check_(?:answer|function)\(\s*"(Exercise \d+)"',
+        asked = set(re.findall(r'check_(?:answer|function)\(\s*f?"(Exercise \d+)',
                                "\n".join(cell.source for cell in notebook.cells)))
-        right = set(re.findall(r"(Exercise \d+): right", printed_text(notebook)))
+        right = set(re.findall(r"(Exercise \d+)[^:\n]*: right", printed_text(notebook)))
         assert asked <= right, f"{path.name}: no 'right' line for {sorted(asked - right)}"
