@@ -19,7 +19,7 @@ measured again, in two stages, both without trusting the backward:
    noise. A wrong backward disagrees with both slopes and still fails; a
    forward that does not compute in float64 is not re-measured.
 
-Truncation (the h**2 term) is not in the noise: the dtype-aware step keeps it
+Truncation (the h**2 term) is not in the noise: the default step keeps it
 below rtol for smooth functions, and an element it fails is a real question.
 """
 

@@ -1,4 +1,4 @@
-"""Where a central difference evaluates: the dtype-aware step and the points x +- h as stored."""
+"""Where a central difference evaluates: the default step and the points x +- eps as stored."""
 
 from __future__ import annotations
 

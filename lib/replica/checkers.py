@@ -13,7 +13,7 @@ element (the deep copy came in 25aabfce, 94 seconds before the fix commit
 4395c468).
 
 `fixed_check_gradient` is the complete fix, with the same loop: the
-dtype-aware step cbrt(eps_dtype) * max(1, |x|), private copies, element-wise
+default step cbrt(eps_dtype) * max(1, |x|), private copies, element-wise
 differences of the outputs accumulated in float64, the realised step, and the
 symmetric rule |a - n| <= atol + rtol * max(|a|, |n|). `lib.check_gradient` is
 that checker for any function; this copy exists so that Python and Mojo can
