@@ -18,6 +18,7 @@ from lib.diagnose.findings import Finding, Trial, finding
 from lib.gradcheck import sweep
 from lib.gradcheck.differences import numeric_output
 from lib.gradcheck.result import tolerance_for
+from lib.gradcheck.steps import _realised_points
 
 
 class Unavailable(Exception):
@@ -151,22 +152,6 @@ def probe_arrays(grad_output: np.ndarray, randoms: np.ndarray, dtype: np.dtype) 
     return [grad_output, *(np.asarray(r, dtype=dtype) for r in randoms)]
 
 
-def _points(x: np.ndarray, half: np.ndarray, divide_by: str):
-    """Flat (plus, minus, width): x +- half stored in x's dtype, and their exact distance (may be 0)."""
-    x64 = x.astype(np.float64).reshape(-1)
-    with np.errstate(over="ignore", invalid="ignore"):  # x + half may overflow: forward then says so
-        plus, minus = (x64 + half).astype(x.dtype), (x64 - half).astype(x.dtype)
-        width = np.subtract(plus, minus, dtype=np.float64)  # exact: both are values of x's dtype
-    if divide_by == "realised" and not np.all(width):
-        i = int(np.flatnonzero(width == 0.0)[0])
-        value = float(x.reshape(-1)[i])
-        raise ValueError(
-            f"eps={half[i]:g} is too small for {x.dtype} at index {i} (x={value:g}): "
-            f"x+eps and x-eps round to the same value; use eps >= {float(np.spacing(abs(value))):.3g}"
-        )
-    return plus, minus, width
-
-
 def _column(y_plus: np.ndarray, y_minus: np.ndarray, i: int, weights: np.ndarray, elementwise: bool):
     """What one pair of forward calls measured: (projected (k,), noise sums (k,), slope, cross).
 
@@ -176,13 +161,7 @@ def _column(y_plus: np.ndarray, y_minus: np.ndarray, i: int, weights: np.ndarray
     their size, and so does x_i's own output (it may round to the same value
     on both sides), and every output when none changed.
     """
-    up, down = y_plus.reshape(-1), y_minus.reshape(-1)
-    if not np.isfinite(up).all():
-        raise ValueError(sweep.FINITE_MESSAGE)
-    moved = np.flatnonzero(up != down)
-    d = np.subtract(up[moved], down[moved], dtype=np.float64)
-    if not np.isfinite(d).all():
-        raise ValueError(sweep.FINITE_MESSAGE)
+    up, down, moved, d = sweep.moved_outputs(y_plus, y_minus)
     projected = weights[:, moved] @ d
     counted = moved if not elementwise else np.union1d(moved, [i])
     if counted.size == 0:
@@ -234,7 +213,7 @@ def run_pass(session: Session, label: str, x: np.ndarray, probes: list[np.ndarra
     """
     weights = np.stack([np.asarray(p, dtype=np.float64).reshape(-1) for p in probes])  # (k, m)
     flat_half = half.reshape(-1)
-    plus, minus, width = _points(x, flat_half, divide_by)
+    plus, minus, width = _realised_points(x, flat_half, zero_width_ok=divide_by == "nominal")
     projected, sums, slope, cross = _differences(session, x, weights, plus, minus, strict)
     with np.errstate(divide="ignore", invalid="ignore"):  # a zero width (nominal division only) gives inf/NaN
         realised = np.where(width != 0.0, projected / width, np.nan)

@@ -8,7 +8,7 @@ measured again, in two stages, both without trusting the backward:
    the slopes are the same): every output the perturbation moved was rounded
    to its dtype at least once, by up to u * |y| (u the unit roundoff); their
    weighted sum over the realised step bounds what rounding can do to the
-   slope (`differences.contract`). A forward rounds a few times on the way to
+   slope (`sweep.contract`). A forward rounds a few times on the way to
    an output, hence NOISE_FACTOR.
 2. Re-measurement in float64 (two more forward calls, only for an element
    that still fails): the same two points x_i +- h_i, given to the forward as
@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lib.gradcheck.differences import Differences, contract, unit_roundoff
+from lib.gradcheck import sweep
+from lib.gradcheck.differences import Differences, unit_roundoff
 from lib.gradcheck.result import NOISE_FACTOR, tolerance_for
 
 
@@ -74,7 +75,7 @@ def remeasure_in_float64(forward, x, found: Differences, grads, analytical, slac
             if returned.dtype != np.float64 or returned.size != grads.shape[1]:
                 return slack, calls  # this forward does not compute in float64
             outputs.append(returned.astype(np.float64))
-        values, sums = contract(outputs[0], outputs[1], grads, magnitudes)
+        values, sums = sweep.contract(outputs[0], outputs[1], grads, magnitudes)
         width = abs(float(found.width.reshape(-1)[i]))
         n64, noise64 = values / width, NOISE_FACTOR * unit_roundoff(np.float64) * sums / width
         agrees = ~_failing(analytical[:, i], n64, noise64, rtol, atol)

@@ -58,7 +58,8 @@ def check_gradient(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, e
     raise_on_failure = _checks.boolean(raise_on_failure, "raise_on_failure")
     probes = _checks.positive_int(probes if probes is not None else (2 if mode == "fast" else 1), "probes",
                                   low=1 if mode == "fast" else 0)
-    if batch is not None and _checks.positive_int(batch, "batch") and mode == "fast":
+    batch = None if batch is None else _checks.positive_int(batch, "batch")
+    if batch is not None and mode == "fast":
         raise ValueError("batch applies to mode='dense'; fast mode makes only 2 * probes forward calls")
     if mode == "fast":
         return check_gradient_fast(forward, backward, x, grad_output, probes=probes, rtol=rtol, atol=atol,

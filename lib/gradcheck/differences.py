@@ -53,14 +53,6 @@ def _validated_inputs(forward, x, grad_output):
     return x, work, out.shape, grad_output.astype(np.float64), out_dtype
 
 
-def _raise_if_not_finite(*outputs: np.ndarray) -> None:
-    for out in outputs:
-        if not np.all(np.isfinite(out)):
-            raise ValueError(
-                "forward(x) returned non-finite values (inf or NaN); the check needs finite outputs"
-            )
-
-
 @dataclass(frozen=True)
 class Differences:
     """What the central-difference loop measured.
@@ -91,24 +83,6 @@ def unit_roundoff(dtype) -> float:
     """Half the machine epsilon of a floating dtype (the largest relative rounding error); 0 otherwise."""
     dtype = np.dtype(dtype)
     return float(np.finfo(dtype).eps) / 2 if np.issubdtype(dtype, np.floating) else 0.0
-
-
-def contract(out_plus: np.ndarray, out_minus: np.ndarray, grads: np.ndarray, magnitudes: np.ndarray | None):
-    """Slopes and rounding sums of one element: (grads @ d, |grads| @ (|y+| + |y-|) where d != 0).
-
-    d = y+ - y- is subtracted element by element in float64 before the
-    reduction, so outputs that did not move cancel exactly. Both results are
-    (k,) and still to be divided by the step (and the sums scaled by u).
-    magnitudes=None skips the rounding sums (zeros): the caller does not need them.
-    """
-    moved = (out_plus - out_minus).reshape(-1)
-    values = grads @ moved
-    if not np.all(np.isfinite(values)):
-        _raise_if_not_finite(out_plus, out_minus)
-    if magnitudes is None:
-        return values, np.zeros_like(values)
-    size = np.abs(out_plus.reshape(-1)) + np.abs(out_minus.reshape(-1))
-    return values, magnitudes @ np.where(moved != 0.0, size, 0.0)
 
 
 def _central_differences(forward, x, work, out_shape, grads, eps, out_dtype=np.float64,

@@ -11,12 +11,14 @@ def default_step(x: np.ndarray) -> np.ndarray:
     return scale * np.maximum(1.0, np.abs(x.astype(np.float64)))
 
 
-def _realised_points(x: np.ndarray, half: np.ndarray):
+def _realised_points(x: np.ndarray, half: np.ndarray, zero_width_ok: bool = False):
     """x + half and x - half stored in x's dtype, and their exact distance.
 
     Returns flat (plus, minus, width): plus and minus in x's dtype, width =
     plus - minus in float64 (exact: both are values of x's dtype). Raises
-    ValueError at the first element whose two points round to the same value.
+    ValueError at the first element where x + half overflows and, unless
+    `zero_width_ok` (a checker that divides by the nominal 2*eps), at the first
+    whose two points round to the same value.
     """
     x64 = x.astype(np.float64).reshape(-1)
     flat_half = half.reshape(-1)
@@ -34,7 +36,7 @@ def _realised_points(x: np.ndarray, half: np.ndarray):
             f"x[{i}] = {float(x.reshape(-1)[i]):g} is too close to the largest {x.dtype} value for a step of "
             f"{flat_half[i]:g}: x+eps overflows to inf; pass a smaller eps or rescale x"
         )
-    if not np.all(width):
+    if not zero_width_ok and not np.all(width):
         i = int(np.flatnonzero(width == 0.0)[0])
         original = x.reshape(-1)[i]
         raise ValueError(

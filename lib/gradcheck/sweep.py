@@ -116,25 +116,35 @@ def stacked_pairs(forward, work, columns, plus, minus, out_shape, batch: int):
         yield start, sides[0], sides[1]
 
 
+def moved_outputs(y_plus: np.ndarray, y_minus: np.ndarray):
+    """(up, down, moved, d): both outputs flat, the flat indices where they differ, d = y+ - y- there.
+
+    A comparison in the outputs' own dtype finds the moved outputs exactly;
+    d is formed in float64 from those alone (every other output contributes
+    exactly 0 to any sum over d). Raises ValueError if either output holds inf
+    or NaN (y-'s unmoved outputs equal y+'s, its moved ones reach d).
+    """
+    up, down = y_plus.reshape(-1), y_minus.reshape(-1)
+    if not np.isfinite(up).all():
+        raise ValueError(FINITE_MESSAGE)
+    moved = np.flatnonzero(up != down)
+    d = np.subtract(up[moved], down[moved], dtype=np.float64)
+    if not np.isfinite(d).all():
+        raise ValueError(FINITE_MESSAGE)
+    return up, down, moved, d
+
+
 def contract(y_plus: np.ndarray, y_minus: np.ndarray, grads: np.ndarray, magnitudes: np.ndarray | None):
     """Slopes and rounding sums of one pair: (grads @ d, |grads| @ (|y+| + |y-|) over the moved outputs).
 
-    d = y+ - y- in float64 at the outputs where the two differ (a comparison in
-    their own dtype finds them exactly); every other output contributes 0.
-    Both results are (k,), still to be divided by the step (the sums also
-    scaled by u); the sums are None when `magnitudes` is None.
-    Raises ValueError if y+ holds inf or NaN; one in y- where y+ is finite
-    makes the slope non-finite, which the caller checks once for all elements.
+    Both are (k,), still to be divided by the step (the sums also scaled by u);
+    the sums are None when `magnitudes` is None. See `moved_outputs`.
     """
-    up, down = y_plus.reshape(-1), y_minus.reshape(-1)
-    if not np.isfinite(up).all():  # y-'s unmoved outputs equal y+'s
-        raise ValueError(FINITE_MESSAGE)
-    moved = np.flatnonzero(up != down)
-    a, b = up[moved], down[moved]
-    values = _dot(grads[:, moved], np.subtract(a, b, dtype=np.float64))
+    up, down, moved, d = moved_outputs(y_plus, y_minus)
+    values = _dot(grads[:, moved], d)
     if magnitudes is None:
         return values, None
-    return values, _dot(magnitudes[:, moved], np.add(np.abs(a), np.abs(b), dtype=np.float64))
+    return values, _dot(magnitudes[:, moved], np.add(np.abs(up[moved]), np.abs(down[moved]), dtype=np.float64))
 
 
 def contract_stack(ups: np.ndarray, downs: np.ndarray, grads: np.ndarray, magnitudes: np.ndarray | None):
