@@ -17,7 +17,12 @@ DTYPES = ("float32", "float64")
 
 
 def _verdicts(dtype, correct: bool, mode="dense", **settings):
-    """{(layer, bug, ones): passed} over 10 seeds and both grad_output kinds (False if any seed fails)."""
+    """{(layer, bug, ones): passed} over 10 seeds and both grad_output kinds (False if any seed fails).
+
+    mode "fast64" is fast mode with its probes measured in float64.
+    """
+    if mode == "fast64":
+        mode, settings = "fast", {**settings, "probe_dtype": "float64"}
     out = {}
     for case in catalogue.cases(dtypes=(dtype,)):
         if case.correct == correct:
@@ -28,14 +33,14 @@ def _verdicts(dtype, correct: bool, mode="dense", **settings):
     return out
 
 
-@pytest.mark.parametrize("mode", ["dense", "fast"])
+@pytest.mark.parametrize("mode", ["dense", "fast", "fast64"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_no_correct_layer_fails(dtype, mode):
     alarms = [key for key, passed in _verdicts(dtype, correct=True, mode=mode).items() if not passed]
     assert alarms == []
 
 
-@pytest.mark.parametrize("mode", ["dense", "fast"])
+@pytest.mark.parametrize("mode", ["dense", "fast", "fast64"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_every_broken_layer_fails(dtype, mode):
     misses = [key for key, passed in _verdicts(dtype, correct=False, mode=mode).items() if passed]
@@ -95,6 +100,32 @@ def test_fast_mode_finds_one_element_off_by_one_among_a_million():
                             raise_on_failure=False)
     assert result.failing_indices.tolist() == [j]
     assert result.forward_calls <= 2 * np.log2(x.size) + 8
+
+
+def test_fast_mode_with_float64_probes_finds_one_element_off_by_ten_tolerances_among_a_million():
+    rng = np.random.default_rng(2024)
+    x = rng.standard_normal(1_000_000).astype(np.float32)
+    mask = (rng.random(x.shape) > 0.3).astype(np.float32)
+    scale = np.float32(1 / 0.7)
+    grad_output = rng.standard_normal(x.shape).astype(np.float32)
+    j = int(np.flatnonzero(mask)[123_456])
+    a_j = float(grad_output[j] * mask[j] * scale)
+    error = 10 * (1e-6 + 1e-3 * abs(a_j))  # ten times the element's dense tolerance
+
+    def wrong(g, z):
+        out = (g * mask * scale).astype(np.float64)
+        out[j] += error
+        return out
+
+    forward = lambda z: z * mask * scale  # noqa: E731
+    native = check_gradient(forward, wrong, x, grad_output, mode="fast", raise_on_failure=False)
+    assert native.passed  # float32 outputs: their rounding hides an error this small among 1e6
+    result = check_gradient(forward, wrong, x, grad_output, mode="fast", probe_dtype="float64",
+                            raise_on_failure=False)
+    assert result.failing_indices.tolist() == [j]
+    assert result.forward_calls <= 2 * np.log2(x.size) + 8
+    assert "probes measured in float64" in result.report()
+    assert result.error_ratio.ravel()[j] > 5  # judged in float32, by the dense rule
 
 
 def test_format_tallies_has_one_row_per_layer_and_dtype_and_a_total():

@@ -698,6 +698,8 @@ def _call_with(**changes):
         ({"seed": -1}, ValueError, "seed"),
         ({"seed": "a"}, TypeError, "seed"),
         ({"localise": -1}, ValueError, "localise"),
+        ({"probe_dtype": "float32"}, ValueError, "probe_dtype"),
+        ({"probe_dtype": "double precision"}, ValueError, "probe_dtype"),
         ({"forward": None}, TypeError, "forward"),
         ({"backward": 3}, TypeError, "backward"),
         ({"backward": lambda g, a: np.ones(4)}, ValueError, "backward"),
@@ -706,6 +708,35 @@ def _call_with(**changes):
 def test_bad_input_names_the_argument(changes, error, name):
     with pytest.raises(error, match=rf"\b{name}\b"):
         _call_with(**changes)
+
+
+@pytest.mark.parametrize(
+    ("forward", "says"),
+    [
+        (lambda a: (a * 2).astype(np.float32), "returned float32 for a float64 input"),
+        (lambda a: a.astype(np.float32).astype(np.float64) * 2, "is a float32 number"),
+    ],
+    ids=["returns-float32", "casts-its-input"],
+)
+def test_float64_probes_refuse_a_forward_that_does_not_compute_in_float64(forward, says):
+    x = np.linspace(-1, 1, 50, dtype=np.float32)
+    with pytest.raises(ValueError, match=rf"probe_dtype='float64' needs a forward that computes in float64.*{says}"):
+        check_gradient_fast(forward, lambda g, a: 2 * g, x, np.ones_like(x), probe_dtype="float64")
+    assert check_gradient_fast(forward, lambda g, a: 2 * g, x, np.ones_like(x)).passed
+
+
+def test_float64_probes_leave_a_float64_check_as_it_was():
+    forward, backward, x, grad_output = dropout_case(300, np.float64)
+    plain = check_gradient_fast(forward, backward, x, grad_output)
+    same = check_gradient_fast(forward, backward, x, grad_output, probe_dtype=np.float64)
+    assert np.array_equal(plain.probe_numerical, same.probe_numerical) and same.probe_dtype == "float64"
+    assert "probes measured in" not in same.report()
+
+
+def test_probe_dtype_is_for_fast_mode():
+    forward, backward, x, grad_output = dropout_case(10, np.float32)
+    with pytest.raises(ValueError, match=r"probe_dtype applies to mode='fast'"):
+        check_gradient(forward, backward, x, grad_output, probe_dtype="float64")
 
 
 def test_non_finite_forward_output_is_refused():

@@ -18,7 +18,7 @@ from lib.gradcheck.result import GradCheckResult, GradientCheckError, diagnosis_
 
 def check_gradient(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, eps=None,
                    raise_on_failure=True, mode="dense", probes=None, strict=False, probe_seed=0,
-                   batch=None) -> GradCheckResult:
+                   batch=None, probe_dtype=None) -> GradCheckResult:
     """Check backward against central differences of forward.
 
     mode="dense" (default) differences every element: 2N forward calls. The
@@ -48,6 +48,9 @@ def check_gradient(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, e
         probe_seed: seed of the dense probes (reported with the result).
         batch: None, or k >= 1 (dense mode): forward takes stacks (m, *x.shape) of m <= k inputs
             and returns (m, *y.shape), so the 2N points cost about 2N/k calls.
+        probe_dtype: None, or "float64" (fast mode): the probes evaluate forward in float64
+            for a float16/float32 x and see much smaller single-element errors
+            (lib.gradcheck.fast.check_gradient_fast).
 
     Returns:
         GradCheckResult with per-element analytical, numerical, tolerance, noise, step,
@@ -61,9 +64,12 @@ def check_gradient(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, e
     batch = None if batch is None else _checks.positive_int(batch, "batch")
     if batch is not None and mode == "fast":
         raise ValueError("batch applies to mode='dense'; fast mode makes only 2 * probes forward calls")
+    if probe_dtype is not None and mode == "dense":
+        raise ValueError("probe_dtype applies to mode='fast'; dense mode re-measures failing elements in float64 "
+                         "by itself")
     if mode == "fast":
         return check_gradient_fast(forward, backward, x, grad_output, probes=probes, rtol=rtol, atol=atol,
-                                   eps=eps, raise_on_failure=raise_on_failure)
+                                   eps=eps, raise_on_failure=raise_on_failure, probe_dtype=probe_dtype)
     rtol = _checks.non_negative(rtol, "rtol")
     atol = _checks.non_negative(atol, "atol")
     strict = _checks.boolean(strict, "strict")

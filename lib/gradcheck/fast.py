@@ -78,7 +78,7 @@ DEFAULT_LOCALISE = 3
 
 def check_gradient_fast(forward, backward, x, grad_output, *, probes=DEFAULT_PROBES, rtol=1e-3, atol=1e-6,
                         eps=None, seed=DEFAULT_SEED, localise=DEFAULT_LOCALISE,
-                        raise_on_failure=True) -> FastCheckResult:
+                        raise_on_failure=True, probe_dtype=None) -> FastCheckResult:
     """Check backward against central differences of forward along random directions.
 
     Checks the same loss as the dense mode, L(x) = sum(forward(x) * grad_output),
@@ -109,6 +109,15 @@ def check_gradient_fast(forward, backward, x, grad_output, *, probes=DEFAULT_PRO
         localise: how many failing elements to track down (0: none).
         raise_on_failure: raise GradientCheckError (with `.result`) on failure; its
             message is the report and a line saying how to ask lib.diagnose why.
+        probe_dtype: None (x's dtype) or "float64". With "float64" and a
+            float16/float32 x, the probes and the search give forward the
+            points as float64 arrays, at float64's default step (or `eps`), and
+            need a forward that computes in float64; backward still gets x in
+            its own dtype, and every element the search names is measured and
+            judged by the dense rule in x's dtype. Float64 outputs carry about
+            1e-9 of float32's rounding, so the screen sees far smaller errors:
+            among 1e6 float32 elements, one element off by 10x its dense
+            tolerance instead of about 100x (lib.gradcheck.localise).
 
     Returns:
         FastCheckResult: per-probe values (shape (probes,)), per-element
@@ -116,7 +125,7 @@ def check_gradient_fast(forward, backward, x, grad_output, *, probes=DEFAULT_PRO
         tolerance for the elements the localisation measured.
     """
     inputs, rng = _checked_inputs(forward, backward, x, grad_output, probes=probes, rtol=rtol, atol=atol, eps=eps,
-                                  seed=seed, localise=localise)
+                                  seed=seed, localise=localise, probe_dtype=probe_dtype)
     probed = _probe(inputs, rng)
     result = _empty_result(probed) if inputs.x.size == 0 else _judge(probed)
     if not result.passed and raise_on_failure:
@@ -143,9 +152,15 @@ class _Inputs:
     probes: int
     localise: int
     seed: int | None
+    x_probe: np.ndarray  # x, or x as float64 when the probes are measured in float64
+
+    @property
+    def backward_eps(self) -> float:
+        """Machine epsilon of x's dtype: the scale of a correct backward's own rounding."""
+        return float(np.finfo(self.x.dtype).eps)
 
 
-def _checked_inputs(forward, backward, x, grad_output, *, probes, rtol, atol, eps, seed, localise):
+def _checked_inputs(forward, backward, x, grad_output, *, probes, rtol, atol, eps, seed, localise, probe_dtype):
     """(_Inputs, the probes' Generator); raises at the first bad argument, naming it."""
     if not callable(forward):
         raise TypeError(f"forward must be callable, forward(x) -> y; got {type(forward).__name__}")
@@ -161,10 +176,25 @@ def _checked_inputs(forward, backward, x, grad_output, *, probes, rtol, atol, ep
     if eps is not None:
         _checks.positive_step(eps)
     rng = _checks.seed_or_rng(seed, None)
+    float64_probes = _probe_dtype_is_float64(probe_dtype)
     x = require_finite(_checks.float_array(x, "x"))
     grad = _validated_grad_output(grad_output)
-    inputs = _Inputs(forward, backward, x, grad_output, grad, rtol, atol, eps, probes, localise, seed)
+    x_probe = x.astype(np.float64) if float64_probes and x.dtype != np.float64 else x
+    inputs = _Inputs(forward, backward, x, grad_output, grad, rtol, atol, eps, probes, localise, seed, x_probe)
     return inputs, rng
+
+
+def _probe_dtype_is_float64(probe_dtype) -> bool:
+    """probe_dtype checked: None (x's dtype) or float64 (True)."""
+    if probe_dtype is None:
+        return False
+    try:
+        dtype = np.dtype(probe_dtype)
+    except TypeError:
+        dtype = None
+    if dtype != np.float64:
+        raise ValueError(f"probe_dtype must be None (x's dtype) or 'float64'; got {probe_dtype!r}")
+    return True
 
 
 def _validated_grad_output(grad_output) -> np.ndarray:
@@ -215,9 +245,9 @@ class _Probed:
 
 def _probe(inputs: _Inputs, rng: np.random.Generator) -> _Probed:
     """Draw the probes and call forward at their points (2 calls each), then backward."""
-    x = inputs.x
+    x = inputs.x_probe
     plus, minus, width = _points(x, inputs.eps)
-    prober = _Prober(inputs.forward, x, inputs.grad)
+    prober = _Prober(inputs.forward, x, inputs.grad, native=inputs.x.dtype)
     # Forward first: its first call also tells grad_output's expected shape.
     # There is no separate call at x itself; every call is part of a probe.
     signs, flips = _draw_probes(rng, x.size, inputs.probes)
@@ -240,7 +270,8 @@ def _call_backward(inputs: _Inputs, prober: _Prober, rng, signs, width: np.ndarr
     grad_wrote = not _same_bits(given, np.asarray(inputs.grad_output))
     a64 = np.asarray(analytical, dtype=np.float64)
     random_groups = _random_upstream_groups(prober, inputs.backward, inputs.grad_output, work, rng, signs, width,
-                                            rtol=inputs.rtol, atol=inputs.atol) if x.size else []
+                                            rtol=inputs.rtol, atol=inputs.atol,
+                                            backward_eps=inputs.backward_eps) if x.size else []
     wrote = not _same_bits(work, x) or grad_wrote
     return _Backward(a64, work, grad_wrote, wrote, random_groups)
 
@@ -257,7 +288,8 @@ def _empty_result(probed: _Probed) -> FastCheckResult:
                            numerical=a64.copy(), tolerance=a64.copy(), step=a64.copy(), rtol=inputs.rtol,
                            atol=inputs.atol, forward_calls=probed.prober.calls, input_mutated=mutated,
                            seed=inputs.seed, measured=np.zeros(x.shape, dtype=bool),
-                           mutated_by=_writers(probed.forward_wrote, backward.wrote))
+                           mutated_by=_writers(probed.forward_wrote, backward.wrote),
+                           probe_dtype=str(inputs.x_probe.dtype))
 
 
 def _judge(probed: _Probed) -> FastCheckResult:
@@ -266,7 +298,7 @@ def _judge(probed: _Probed) -> FastCheckResult:
     a_flat = backward.analytical.reshape(-1)
     lam = hoeffding_multiplier(inputs.probes)
     groups, step_length = _probe_groups(probed.sides, probed.signs, probed.width, a_flat, rtol=inputs.rtol,
-                                        atol=inputs.atol)
+                                        atol=inputs.atol, backward_eps=inputs.backward_eps)
     # Reported per unit of the realised step length ||d||_2 (directional derivatives).
     probe_analytical = np.array([g.analytical / step_length for g in groups])
     probe_numerical = np.array([g.numerical / step_length for g in groups])
@@ -308,6 +340,7 @@ def _judge(probed: _Probed) -> FastCheckResult:
         search_calls=search.search_calls if search else 0,
         detail_calls=search.detail_calls if search else 0,
         mutated_by=_writers(forward_wrote, backward_wrote),
+        probe_dtype=str(inputs.x_probe.dtype),
     )
 
 
@@ -331,7 +364,8 @@ def _localised(probed: _Probed, lam: float, groups: list[_Group], *,
                              rtol=rtol, atol=atol, eps=inputs.eps)
     chosen = int(np.argmax(screens))
     search, start = _start_search(probed.prober, lam, groups, probed.signs, probed.flips, chosen, probed.plus,
-                                  probed.minus, probed.width, a_flat, rtol=rtol, atol=atol, confirm=confirm)
+                                  probed.minus, probed.width, a_flat, rtol=rtol, atol=atol,
+                                  backward_eps=inputs.backward_eps, confirm=confirm)
     leaves, stopped = search.run(start, rtol=rtol, atol=atol, localise=inputs.localise, screen_only=screen_only)
     notes = _localisation_notes(lam, groups[chosen], leaves, a_flat, inputs.localise, stopped, rtol=rtol, atol=atol)
     return search, chosen, leaves, notes

@@ -63,6 +63,9 @@ class FastCheckResult(GradCheckResult):
         detail_calls: forward calls spent measuring elements reached by inference.
         mutated_by: who wrote into the array it was given: "", "forward",
             "backward" or "forward and backward".
+        probe_dtype: the dtype the probes and the search gave forward (x's
+            dtype, or float64 with probe_dtype="float64"); `step` holds their
+            realised widths. Elements named are measured in x's dtype.
 
     Properties beyond the probe and element views: detection_threshold (x's
     shape) and max_detection_threshold, the blind spot of the probes (this
@@ -79,6 +82,7 @@ class FastCheckResult(GradCheckResult):
     search_calls: int = 0
     detail_calls: int = 0
     mutated_by: str = ""
+    probe_dtype: str = ""
 
     @property
     def probes(self) -> int:
@@ -181,7 +185,8 @@ class FastCheckResult(GradCheckResult):
             tolerance_line(self),
             f"Fast mode: {n_failed_probes} of {self.probes} random projections failed (seed {self.seed}); "
             "each compares a.d with grad_output.(f(x+) - f(x-)) along the realised step d,",
-            f"with a tolerance derived from the pass rule and the rounding budget (lib.gradcheck.fast){blind}",
+            f"with a tolerance derived from the pass rule and the rounding budget (lib.gradcheck.fast){blind}"
+            + (f"; probes measured in {self.probe_dtype}" if self.probe_dtype not in ("", self.dtype) else ""),
             format_probe_table(self),
         ]
         measured = np.flatnonzero(self.measured.ravel())

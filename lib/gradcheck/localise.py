@@ -4,17 +4,29 @@ The screen
 ----------
 A probe's tolerance T (lib.gradcheck.projection) guarantees no false alarm,
 but it is wide: its errors part adds up what the dense rule accepts at every
-element. A residual can stand far out of its rounding part, lam * rounding +
-accumulation (the floor a correct, linear forward cannot leave), while staying
-within T. Such a probe does not fail; it starts the search below, and the
-check then fails only if the search isolates an element that fails the dense
-rule (measured by lib.gradcheck.dense's confirm_elements, the dense mode's own
-rule with its rounding allowance). So the verdict on a named element is always
-the dense verdict, and a single wrong element is found far below the
-guaranteed threshold (the blind spot, lib.gradcheck.fast_result) whenever the
-other elements' errors are small. A search started by the screen alone stops
-at the first element it isolates, so a correct non-linear layer costs at most
-one search when truncation lifts the residual over the floor.
+element. A residual can stand far out of its rounding floor while staying
+within T. The floor is lam * (rounding + backward rounding) + accumulation:
+what a correct backward of a linear forward cannot leave, the outputs'
+rounding and eps_x * ||a * w||_2 for the backward's own rounding in x's
+dtype. Such a probe does not fail; it starts the search below, and the check
+then fails only if the search isolates an element that fails the dense rule
+(measured by lib.gradcheck.dense's confirm_elements, the dense mode's own rule
+with its rounding allowance). So the verdict on a named element is always the
+dense verdict, and a single wrong element is found far below the guaranteed
+threshold (the blind spot, lib.gradcheck.fast_result) whenever the other
+elements' errors are small. A search started by the screen alone stops at the
+first element it isolates, so a correct non-linear layer costs at most one
+search when truncation lifts the residual over the floor.
+
+How small an error the screen sees is set by the outputs' rounding. Among
+1e6 float32 outputs it is about 4e-5 (root mean square, seeded dropout),
+while one element at 10x its dense tolerance moves a probe by about 6e-5: the
+screen sees such an element from about 100x its tolerance. With
+probe_dtype="float64" the probes and the search hand forward float64 points
+at float64's default step: the outputs' rounding falls by about 2**-29,
+truncation with the step, and the floor is the backward's own float32
+rounding; the same element is then seen from a few times its tolerance, and
+is still judged by the dense rule in x's dtype.
 
 Localisation
 ------------
@@ -57,9 +69,10 @@ class _Search:
     """
 
     def __init__(self, prober: _Prober, lam: float, order: np.ndarray, positive: np.ndarray,
-                 plus, minus, width, a64, *, rtol: float, atol: float, confirm=None):
+                 plus, minus, width, a64, *, rtol: float, atol: float, backward_eps: float, confirm=None):
         self.prober, self.lam, self.order = prober, lam, order
         self.confirm = confirm
+        self.backward_eps = backward_eps
         self.rtol, self.atol = rtol, atol
         self.positive = positive[order]
         self.w = width[order]
@@ -87,11 +100,12 @@ class _Search:
         analytical = _dot(a, d)
         accumulation += (hi - lo) * _U64 * float(np.sum(abs_aw))
         return _Group(lo, hi, analytical - numerical, numerical, _norm(tw), rounding,
-                      accumulation, analytical)
+                      accumulation, analytical, self.backward_eps * _norm(abs_aw))
 
     def inferred(self, lo: int, hi: int, residual: float, rounding: float, accumulation: float) -> _Group:
-        tw = self._slices(lo, hi)[3]
-        return _Group(lo, hi, residual, None, _norm(tw), rounding, accumulation)
+        _, _, abs_aw, tw = self._slices(lo, hi)
+        return _Group(lo, hi, residual, None, _norm(tw), rounding, accumulation, None,
+                      self.backward_eps * _norm(abs_aw))
 
     def run(self, start: list[_Group], *, rtol: float, atol: float, localise: int, screen_only: bool = False):
         """Search the failing groups in `start` for elements that fail the dense rule.
@@ -144,20 +158,20 @@ def _worth_searching(halves, lam: float) -> list[_Group]:
 
 
 def _start_search(prober, lam, groups, signs, flips, chosen, plus, minus, width, a_flat, *, rtol, atol,
-                  confirm):
+                  backward_eps, confirm):
     """The search over probe `chosen`, and the groups it starts from."""
     n = a_flat.size
     root = groups[chosen]
     if len(groups) == 1 or n == 1:
         search = _Search(prober, lam, np.arange(n), signs[chosen], plus, minus, width, a_flat,
-                         rtol=rtol, atol=atol, confirm=confirm)
+                         rtol=rtol, atol=atol, backward_eps=backward_eps, confirm=confirm)
         return search, [root]
     partner = 1 if chosen == 0 else 0
     flip = flips[max(chosen, partner)]
     other = groups[partner]
     order = np.concatenate([np.flatnonzero(~flip), np.flatnonzero(flip)])
     search = _Search(prober, lam, order, signs[chosen], plus, minus, width, a_flat, rtol=rtol, atol=atol,
-                     confirm=confirm)
+                     backward_eps=backward_eps, confirm=confirm)
     # On the unflipped half the two probes agree, on the flipped half they
     # disagree: half the sum and half the difference of their residuals are
     # the two halves' residuals under the chosen probe's signs. Free.

@@ -32,8 +32,10 @@ class _Prober:
     little fresh memory. Counts forward calls.
     """
 
-    def __init__(self, forward, x: np.ndarray, grad: np.ndarray):
+    def __init__(self, forward, x: np.ndarray, grad: np.ndarray, native=None):
         self.forward = forward
+        # The caller's dtype when x is its float64 copy (probe_dtype="float64"): forward must then compute in float64.
+        self.native = None if native is None or np.dtype(native) == x.dtype else np.dtype(native)
         self.shape = x.shape
         self.x_flat = x.reshape(-1)
         self._work: np.ndarray | None = None
@@ -64,6 +66,8 @@ class _Prober:
                 raise ValueError(
                     f"grad_output must have the shape of forward(x), {raw.shape}; got {self.grad_shape}")
             self.out_shape = raw.shape
+            if self.native is not None:
+                _require_float64_arithmetic(raw, self.native)
         elif raw.shape != self.out_shape:
             raise ValueError(f"forward returned shape {raw.shape} on one perturbed input but {self.out_shape} on "
                              "another")
@@ -173,3 +177,22 @@ class _Prober:
     def still_intact(self) -> bool:
         """The private copy, if made, still equals x (a forward that writes to its input breaks this)."""
         return self._work is None or _same_bits(self._work, self.x_flat)
+
+
+def _require_float64_arithmetic(output: np.ndarray, native: np.dtype) -> None:
+    """Refuse probes in float64 when forward does not compute in float64.
+
+    A forward that casts its input back to x's dtype would silently move the
+    float64 points onto x's grid, and the realised step would not be the one
+    divided by. Its outputs give it away: not float64, or every non-zero
+    output exactly a number of x's dtype.
+    """
+    if output.dtype != np.float64:
+        raise ValueError(f"probe_dtype='float64' needs a forward that computes in float64: forward returned "
+                         f"{output.dtype} for a float64 input; use probe_dtype=None")
+    moved = output[output != 0]
+    with np.errstate(over="ignore"):
+        if moved.size and np.array_equal(moved.astype(native).astype(np.float64), moved):
+            raise ValueError(f"probe_dtype='float64' needs a forward that computes in float64: every output of "
+                             f"forward on a float64 input is a {native} number (does it cast its input to "
+                             f"{native}?); use probe_dtype=None")

@@ -119,6 +119,11 @@ class _Group:
         hoeffding: ||t * w||_2 over the group.
         rounding: the rounding scale of the measurements the residual came from.
         accumulation: float64 dot-product error bound of those measurements.
+        backward_rounding: eps * ||a * w||_2 over the group, eps the machine
+            epsilon of x's dtype: the scale of the rounding a correct backward
+            leaves in a. Part of the screen's floor only (the tolerance's
+            errors part already allows it); negligible beside `rounding`
+            unless the probes are measured in float64 for a float32 x.
     """
 
     lo: int
@@ -129,17 +134,20 @@ class _Group:
     rounding: float
     accumulation: float
     analytical: float | None = None
+    backward_rounding: float = 0.0
 
     @property
     def size(self) -> int:
         return self.hi - self.lo
 
     def tolerance(self, lam: float) -> float:
+        # A correct backward's own rounding is inside the errors part: t_i >= eps |a_i| when rtol >= eps.
         return lam * (self.hoeffding + self.rounding) + self.accumulation
 
     def screen_ratio(self, lam: float) -> float:
-        """Residual over the rounding floor alone: above 1, something besides rounding moved it."""
-        return _ratio(self.residual, lam * self.rounding + self.accumulation)
+        """Residual over the rounding floor alone (the forward's and the backward's): above 1,
+        something besides rounding moved it."""
+        return _ratio(self.residual, lam * (self.rounding + self.backward_rounding) + self.accumulation)
 
     def ratio(self, lam: float) -> float:
         return _ratio(self.residual, self.tolerance(lam))
@@ -237,9 +245,11 @@ def _numerical_sides(prober: _Prober, signs, plus: np.ndarray, minus: np.ndarray
     return sides, not intact
 
 
-def _probe_groups(sides, signs, width: np.ndarray, a_flat: np.ndarray, *, rtol: float, atol: float):
+def _probe_groups(sides, signs, width: np.ndarray, a_flat: np.ndarray, *, rtol: float, atol: float,
+                  backward_eps: float):
     """Each probe's residual a . d - g . (f(x+) - f(x-)) over every element, as a _Group;
     and ||d||_2 = ||w||_2, the realised step length shared by every probe.
+    backward_eps: machine epsilon of x's dtype, the scale of backward's own rounding.
 
     Block by block through reused buffers: a . d is twice the sum of a_i w_i
     over + signs minus the sum over all, and ||t * w||_2 (t = (atol +
@@ -248,7 +258,7 @@ def _probe_groups(sides, signs, width: np.ndarray, a_flat: np.ndarray, *, rtol: 
     n = a_flat.size
     aw_block, sign_block = np.empty(min(n, _BLOCK)), np.empty(min(n, _BLOCK))
     aw_total = abs_aw_total = 0.0
-    tw_norm, w_norm = _Norm(), _Norm()
+    tw_norm, w_norm, aw_norm = _Norm(), _Norm(), _Norm()
     plus_sides = [0.0] * len(signs)
     with np.errstate(invalid="ignore", over="ignore"):
         for lo in range(0, n, _BLOCK):
@@ -263,6 +273,7 @@ def _probe_groups(sides, signs, width: np.ndarray, a_flat: np.ndarray, *, rtol: 
                 plus_sides[k] += float(np.dot(aw, block))
             np.abs(aw, out=aw)
             abs_aw_total += float(np.sum(aw))
+            aw_norm.add(aw)
             # t_i w_i = atol w_i + rtol |a_i| w_i (over 1 - rtol, applied at the end)
             np.multiply(aw, rtol, out=aw)
             aw += atol * w
@@ -275,12 +286,12 @@ def _probe_groups(sides, signs, width: np.ndarray, a_flat: np.ndarray, *, rtol: 
         # The cancellation in 2 * plus_side - total stays within 3 n u sum |a_i w_i|.
         accumulation += 3 * n * _U64 * abs_aw_total
         groups.append(_Group(0, n, analytical - numerical, numerical, hoeffding, rounding, accumulation,
-                             analytical))
+                             analytical, backward_eps * aw_norm.value))
     return groups, w_norm.value
 
 
 def _random_upstream_group(recorded, v: np.ndarray, a_v: np.ndarray, positive: np.ndarray,
-                           width: np.ndarray, *, rtol: float, atol: float) -> _Group:
+                           width: np.ndarray, *, rtol: float, atol: float, backward_eps: float) -> _Group:
     """One probe's pair of forward calls (`recorded`) contracted with a random upstream gradient v.
 
     Its analytical side is backward(v, x) . d: one backward call, no forward call.
@@ -291,18 +302,20 @@ def _random_upstream_group(recorded, v: np.ndarray, a_v: np.ndarray, positive: n
     f_plus, f_minus, eps = recorded
     numerical, abs_dv, rounding = _output_side(f_plus.reshape(-1), f_minus.reshape(-1), v.reshape(-1))
     analytical = abs_ad = 0.0
-    tw_norm = _Norm()
+    tw_norm, ad_norm = _Norm(), _Norm()
     with np.errstate(over="ignore", invalid="ignore"):
         for lo in range(0, a_v.size, _BLOCK):
             hi = lo + _BLOCK
             w, a = width[lo:hi], a_v[lo:hi]
             ad = a * (w * (2.0 * positive[lo:hi] - 1.0))  # a_i d_i, d_i = +-w_i: the sign flip is exact
             analytical += float(np.sum(ad))
-            abs_ad += float(np.sum(np.abs(ad)))
+            np.abs(ad, out=ad)
+            abs_ad += float(np.sum(ad))
+            ad_norm.add(ad)
             tw_norm.add((atol * w + rtol * np.abs(a) * w) / (1.0 - rtol))
     accumulation = 4 * (a_v.size + f_plus.size) * _U64 * (abs_ad + abs_dv)
     return _Group(0, a_v.size, analytical - numerical, numerical, tw_norm.value, eps * rounding,
-                  accumulation, analytical)
+                  accumulation, analytical, backward_eps * ad_norm.value)
 
 
 def _output_side(f_plus: np.ndarray, f_minus: np.ndarray, v: np.ndarray) -> tuple[float, float, float]:
@@ -321,7 +334,8 @@ def _output_side(f_plus: np.ndarray, f_minus: np.ndarray, v: np.ndarray) -> tupl
     return numerical, abs_dv, plus_norm.value + minus_norm.value
 
 
-def _random_upstream_groups(prober: _Prober, backward, grad_output, work, rng, signs, width, *, rtol, atol):
+def _random_upstream_groups(prober: _Prober, backward, grad_output, work, rng, signs, width, *, rtol, atol,
+                            backward_eps):
     """One _Group per recorded probe pair, each with its own random upstream gradient and backward call."""
     grad = np.asarray(grad_output)
     upstream = probe_gradients(grad.shape, grad.dtype, len(prober.recorded), int(rng.integers(2**63)))
@@ -329,6 +343,6 @@ def _random_upstream_groups(prober: _Prober, backward, grad_output, work, rng, s
     for recorded, v, positive in zip(prober.recorded, upstream, signs, strict=False):
         a_v = check_returned(backward(v.copy(), work), work.shape, "backward", "x")
         groups.append(_random_upstream_group(recorded, v, np.asarray(a_v, dtype=np.float64).reshape(-1),
-                                             positive, width, rtol=rtol, atol=atol))
+                                             positive, width, rtol=rtol, atol=atol, backward_eps=backward_eps))
     prober.recorded.clear()  # the copies of the outputs are not needed any more
     return groups
