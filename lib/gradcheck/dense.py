@@ -23,8 +23,19 @@ def probe_gradients(shape, dtype, count: int, seed: int) -> np.ndarray:
     One uniform draw r in [-1, 1) per value gives both: v = 0.5 sign(r) + 1.5 r.
     """
     r = np.random.default_rng(seed).random((count, *shape), dtype=np.float32)
-    r = r * np.float32(2) - np.float32(1)
-    return (np.copysign(np.float32(0.5), r) + np.float32(1.5) * r).astype(dtype, copy=False)
+    return upstream_from_uniform(r, dtype)
+
+
+def upstream_from_uniform(r: np.ndarray, dtype) -> np.ndarray:
+    """probe_gradients' values from its uniform draws r in [0, 1) (float32, overwritten), in `dtype`.
+
+    Element by element, so a caller may draw and convert any run of the values on its own.
+    """
+    r *= np.float32(2)
+    r -= np.float32(1)
+    v = np.multiply(r, np.float32(1.5))
+    v += np.copysign(np.float32(0.5), r, out=r)
+    return v.astype(dtype, copy=False)
 
 
 def _first_change(before: np.ndarray, after: np.ndarray) -> str:

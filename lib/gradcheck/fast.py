@@ -252,26 +252,29 @@ def _probe(inputs: _Inputs, rng: np.random.Generator) -> _Probed:
     # There is no separate call at x itself; every call is part of a probe.
     signs, flips = _draw_probes(rng, x.size, inputs.probes)
     if x.size:
-        sides, forward_wrote = _numerical_sides(prober, signs, plus, minus)
+        upstream_seed = int(rng.integers(2**63))  # the random upstream gradients' Generator
+        sides, forward_wrote = _numerical_sides(prober, signs, plus, minus, upstream_seed)
     else:
         prober._call(x.copy())  # nothing to perturb; still check grad_output's shape
-        sides, forward_wrote = [], False
-    backward = _call_backward(inputs, prober, rng, signs, width)
+        upstream_seed, sides, forward_wrote = None, [], False
+    backward = _call_backward(inputs, prober, upstream_seed, signs, width)
     return _Probed(inputs, prober, plus, minus, width, signs, flips, sides, forward_wrote, backward)
 
 
-def _call_backward(inputs: _Inputs, prober: _Prober, rng, signs, width: np.ndarray) -> _Backward:
+def _call_backward(inputs: _Inputs, prober: _Prober, upstream_seed, signs, width: np.ndarray) -> _Backward:
     """backward at x with grad_output, then with random upstream gradients; each on private copies."""
     x = inputs.x
     # backward gets a private copy of x, never x itself.
     work = x.copy()
     given = np.array(inputs.grad_output, copy=True)
-    analytical = check_returned(inputs.backward(given, work), x.shape, "backward", "x")
+    a64 = np.asarray(check_returned(inputs.backward(given, work), x.shape, "backward", "x"), dtype=np.float64)
     grad_wrote = not _same_bits(given, np.asarray(inputs.grad_output))
-    a64 = np.asarray(analytical, dtype=np.float64)
-    random_groups = _random_upstream_groups(prober, inputs.backward, inputs.grad_output, work, rng, signs, width,
-                                            rtol=inputs.rtol, atol=inputs.atol,
-                                            backward_eps=inputs.backward_eps) if x.size else []
+    del given  # one output-sized array less while the random upstream gradients are checked
+    random_groups = []
+    if x.size:
+        random_groups = _random_upstream_groups(prober, inputs.backward, inputs.grad_output, work, upstream_seed,
+                                                signs, width, rtol=inputs.rtol, atol=inputs.atol,
+                                                backward_eps=inputs.backward_eps)
     wrote = not _same_bits(work, x) or grad_wrote
     return _Backward(a64, work, grad_wrote, wrote, random_groups)
 

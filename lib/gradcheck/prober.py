@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from lib.gradcheck.blockwise import _BLOCK, _U64, _fill_plus, _flip_points, _holds_plus, _Norm, _same_bits
+from lib.gradcheck.dense import upstream_from_uniform
 from lib.gradcheck.differences import numeric_output
 
 
@@ -30,6 +31,13 @@ class _Prober:
     grad_output (flat, its own dtype: converted to float64 a block at a time)
     and block-sized float64 buffers, reused so that a 1e6-element check touches
     little fresh memory. Counts forward calls.
+
+    A pair of calls may also be contracted with a random upstream gradient v
+    (`upstream`: the Generator whose next values, through
+    dense.upstream_from_uniform, are v in grad_output's dtype), drawn a block
+    at a time beside grad_output: the outputs are read once and never kept.
+    Each such pair appends (v . (f+ - f-), sum |v (f+ - f-)|, ||v f+||_2 +
+    ||v f-||_2 over the outputs that moved, eps) to `upstream_sides`.
     """
 
     def __init__(self, forward, x: np.ndarray, grad: np.ndarray, native=None):
@@ -47,8 +55,9 @@ class _Prober:
         self.diff, self.scratch, self.g_block = np.empty(block), np.empty(block), np.empty(block)
         self.x_eps = float(np.finfo(x.dtype).eps)
         self.calls = 0
-        self.record = False
-        self.recorded: list[tuple[np.ndarray, np.ndarray, float]] = []
+        self.upstream: np.random.Generator | None = None
+        self.upstream_sides: list[tuple[float, float, float, float]] = []
+        self.v_block = np.empty(block)
 
     @property
     def work(self) -> np.ndarray:
@@ -85,21 +94,20 @@ class _Prober:
         if before_minus is not None:
             before_minus()
         f_minus, eps_minus = self._call(x_minus)
-        if self.record:  # kept for the random upstream gradient, which reuses these two calls
-            self.recorded.append((self.f_plus.copy(), np.array(f_minus).reshape(-1), max(eps_plus, eps_minus)))
-            self.record = False
         # Used right away, before anything else runs: no copy needed.
         return self._difference(f_minus.reshape(-1), max(eps_plus, eps_minus), few_change=few_change)
 
     def full(self, buffer: np.ndarray, positive: np.ndarray, plus: np.ndarray, minus: np.ndarray, *,
-             check_input: bool = False):
+             check_input: bool = False, upstream: np.random.Generator | None = None):
         """Evaluate with every element perturbed along the signs `positive`.
 
         `buffer` (x's shape and dtype) holds x+ for the first call, then is
         turned into x- in place. Returns the _difference triple and, when
-        check_input, whether forward left x+ as it was given.
+        check_input, whether forward left x+ as it was given. upstream: also
+        contract the outputs with the next random upstream gradient it draws.
         """
         _fill_plus(buffer, positive, plus, minus)
+        self.upstream = upstream
         intact = [True]
 
         def turn_to_minus():
@@ -133,6 +141,8 @@ class _Prober:
         f_plus, g = self.f_plus, self.g
         numerical = 0.0
         plus_norm, minus_norm, diff_norm, g_norm = _Norm(), _Norm(), _Norm(), _Norm()
+        upstream, self.upstream = self.upstream, None
+        v_sums = _UpstreamSums() if upstream is not None else None
         size = g.size
         for lo in range(0, size, _BLOCK):
             hi = lo + _BLOCK
@@ -146,6 +156,10 @@ class _Prober:
             # outputs this is one np.dot, the dense mode's exact arithmetic.
             np.subtract(p, m, out=d, dtype=np.float64)
             numerical += float(np.dot(d, gb))
+            if v_sums is not None:
+                v = self.v_block[: d.size]
+                np.copyto(v, upstream_from_uniform(upstream.random(d.size, dtype=np.float32), g.dtype))
+                v_sums.add(d, v, p, m)
             # An output that comes out bitwise equal at x+ and x- does not
             # depend on the perturbed elements: both evaluations did the same
             # arithmetic and its rounding cancels in the difference. Leaving
@@ -170,6 +184,9 @@ class _Prober:
         if not math.isfinite(numerical) and not (np.all(np.isfinite(f_plus)) and np.all(np.isfinite(f_minus))):
             raise ValueError("forward(x) returned non-finite values (inf or NaN); the check needs finite outputs")
         rounding = eps * (plus_norm.value + minus_norm.value)
+        if v_sums is not None:
+            self.upstream_sides.append((v_sums.numerical, v_sums.abs_dv, v_sums.plus.value + v_sums.minus.value,
+                                        eps))
         # sum |diff_j g_j| <= ||diff||_2 ||g||_2 over the outputs kept (Cauchy-Schwarz).
         accumulation = size * _U64 * diff_norm.value * g_norm.value
         return numerical, rounding, accumulation
@@ -177,6 +194,24 @@ class _Prober:
     def still_intact(self) -> bool:
         """The private copy, if made, still equals x (a forward that writes to its input breaks this)."""
         return self._work is None or _same_bits(self._work, self.x_flat)
+
+
+class _UpstreamSums:
+    """A random upstream gradient v's side of one pair of calls, added up block by block."""
+
+    __slots__ = ("abs_dv", "minus", "numerical", "plus")
+
+    def __init__(self) -> None:
+        self.numerical, self.abs_dv = 0.0, 0.0
+        self.plus, self.minus = _Norm(), _Norm()
+
+    def add(self, diff: np.ndarray, v: np.ndarray, f_plus: np.ndarray, f_minus: np.ndarray) -> None:
+        """diff = f+ - f- (float64), v (float64, overwritten), f+ and f- of one block."""
+        self.numerical += float(np.dot(diff, v))
+        self.abs_dv += float(np.sum(np.abs(diff * v)))
+        v *= diff != 0.0  # an output that did not move carries no rounding into the difference
+        self.plus.add(v * f_plus)
+        self.minus.add(v * f_minus)
 
 
 def _require_float64_arithmetic(output: np.ndarray, native: np.dtype) -> None:

@@ -73,7 +73,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lib.gradcheck.blockwise import _BLOCK, _U64, _WIDE_BLOCK, _Norm
-from lib.gradcheck.dense import probe_gradients
+from lib.gradcheck.dense import upstream_from_uniform
 from lib.gradcheck.differences import check_returned
 from lib.gradcheck.prober import _Prober
 from lib.gradcheck.steps import _realised_points, default_step
@@ -231,15 +231,21 @@ def _draw_probes(rng: np.random.Generator, n: int, probes: int):
     return signs, flips
 
 
-def _numerical_sides(prober: _Prober, signs, plus: np.ndarray, minus: np.ndarray):
+def _numerical_sides(prober: _Prober, signs, plus: np.ndarray, minus: np.ndarray, upstream_seed: int):
     """Each probe's (g . (f(x+) - f(x-)), rounding scale, accumulation bound); and whether
     forward wrote to the array it was given (checked on the first call: a forward that
-    writes to its input does so on every call)."""
+    writes to its input does so on every call).
+
+    The first RANDOM_UPSTREAM pairs are also contracted with random upstream
+    gradients drawn, a block at a time, from a Generator seeded upstream_seed
+    (prober.upstream_sides; _random_upstream_groups draws the same values again).
+    """
     buffer = np.empty(prober.shape, dtype=plus.dtype)
+    draws = np.random.default_rng(upstream_seed)
     sides, intact = [], True
     for k, positive in enumerate(signs):
-        prober.record = k < RANDOM_UPSTREAM
-        side, ok = prober.full(buffer, positive, plus, minus, check_input=k == 0)
+        side, ok = prober.full(buffer, positive, plus, minus, check_input=k == 0,
+                               upstream=draws if k < RANDOM_UPSTREAM else None)
         sides.append(side)
         intact = intact and ok
     return sides, not intact
@@ -290,59 +296,48 @@ def _probe_groups(sides, signs, width: np.ndarray, a_flat: np.ndarray, *, rtol: 
     return groups, w_norm.value
 
 
-def _random_upstream_group(recorded, v: np.ndarray, a_v: np.ndarray, positive: np.ndarray,
-                           width: np.ndarray, *, rtol: float, atol: float, backward_eps: float) -> _Group:
-    """One probe's pair of forward calls (`recorded`) contracted with a random upstream gradient v.
+def _random_upstream_group(side, a_v: np.ndarray, positive: np.ndarray, width: np.ndarray, outputs: int, *,
+                           rtol: float, atol: float, backward_eps: float) -> _Group:
+    """One probe's pair of forward calls contracted with a random upstream gradient v.
 
-    Its analytical side is backward(v, x) . d: one backward call, no forward call.
-    Tolerance as for the probes, with v and backward(v) in place of g and a.
-    Block by block, so a large check makes one-thread dot products over cached
-    pieces instead of whole-array passes and temporaries.
+    side: the pair's (v . (f+ - f-), sum |v (f+ - f-)|, ||v f+|| + ||v f-||,
+    eps) from prober.upstream_sides, the outputs' side, over `outputs` outputs. Its analytical side is
+    backward(v, x) . d (a_v, flat, backward's dtype): one backward call, no
+    forward call. Tolerance as for the probes, with v and backward(v) in place
+    of g and a. Block by block, so a large check makes one-thread dot products
+    over cached pieces instead of whole-array passes and temporaries.
     """
-    f_plus, f_minus, eps = recorded
-    numerical, abs_dv, rounding = _output_side(f_plus.reshape(-1), f_minus.reshape(-1), v.reshape(-1))
+    numerical, abs_dv, rounding, eps = side
     analytical = abs_ad = 0.0
     tw_norm, ad_norm = _Norm(), _Norm()
     with np.errstate(over="ignore", invalid="ignore"):
         for lo in range(0, a_v.size, _BLOCK):
             hi = lo + _BLOCK
-            w, a = width[lo:hi], a_v[lo:hi]
+            w, a = width[lo:hi], a_v[lo:hi].astype(np.float64)
             ad = a * (w * (2.0 * positive[lo:hi] - 1.0))  # a_i d_i, d_i = +-w_i: the sign flip is exact
             analytical += float(np.sum(ad))
             np.abs(ad, out=ad)
             abs_ad += float(np.sum(ad))
             ad_norm.add(ad)
             tw_norm.add((atol * w + rtol * np.abs(a) * w) / (1.0 - rtol))
-    accumulation = 4 * (a_v.size + f_plus.size) * _U64 * (abs_ad + abs_dv)
+    accumulation = 4 * (a_v.size + outputs) * _U64 * (abs_ad + abs_dv)
     return _Group(0, a_v.size, analytical - numerical, numerical, tw_norm.value, eps * rounding,
                   accumulation, analytical, backward_eps * ad_norm.value)
 
 
-def _output_side(f_plus: np.ndarray, f_minus: np.ndarray, v: np.ndarray) -> tuple[float, float, float]:
-    """(v . (f+ - f-), sum |v (f+ - f-)|, ||v f+|| + ||v f-|| over the outputs that moved), block by block."""
-    numerical = abs_dv = 0.0
-    plus_norm, minus_norm = _Norm(), _Norm()
-    for lo in range(0, f_plus.size, _BLOCK):
-        hi = lo + _BLOCK
-        v64 = v[lo:hi].astype(np.float64)
-        diff = np.subtract(f_plus[lo:hi], f_minus[lo:hi], dtype=np.float64)
-        numerical += float(np.dot(diff, v64))
-        abs_dv += float(np.sum(np.abs(diff * v64)))
-        v64 *= diff != 0.0  # an output that did not move carries no rounding into the difference
-        plus_norm.add(v64 * f_plus[lo:hi])
-        minus_norm.add(v64 * f_minus[lo:hi])
-    return numerical, abs_dv, plus_norm.value + minus_norm.value
+def _random_upstream_groups(prober: _Prober, backward, grad_output, work, upstream_seed: int, signs, width, *,
+                            rtol, atol, backward_eps):
+    """One _Group per pair contracted with a random upstream gradient, each with its own backward call.
 
-
-def _random_upstream_groups(prober: _Prober, backward, grad_output, work, rng, signs, width, *, rtol, atol,
-                            backward_eps):
-    """One _Group per recorded probe pair, each with its own random upstream gradient and backward call."""
+    The gradients are drawn again, whole this time and one at a time, from the
+    Generator seeded upstream_seed that the pairs drew them from block by block.
+    """
     grad = np.asarray(grad_output)
-    upstream = probe_gradients(grad.shape, grad.dtype, len(prober.recorded), int(rng.integers(2**63)))
+    draws = np.random.default_rng(upstream_seed)
     groups = []
-    for recorded, v, positive in zip(prober.recorded, upstream, signs, strict=False):
-        a_v = check_returned(backward(v.copy(), work), work.shape, "backward", "x")
-        groups.append(_random_upstream_group(recorded, v, np.asarray(a_v, dtype=np.float64).reshape(-1),
-                                             positive, width, rtol=rtol, atol=atol, backward_eps=backward_eps))
-    prober.recorded.clear()  # the copies of the outputs are not needed any more
+    for side, positive in zip(prober.upstream_sides, signs, strict=False):
+        v = upstream_from_uniform(draws.random(grad.size, dtype=np.float32), grad.dtype).reshape(grad.shape)
+        a_v = check_returned(backward(v, work), work.shape, "backward", "x")
+        groups.append(_random_upstream_group(side, np.asarray(a_v).reshape(-1), positive, width, grad.size,
+                                             rtol=rtol, atol=atol, backward_eps=backward_eps))
     return groups
