@@ -37,13 +37,18 @@ def _environment(proc: Path) -> str:
 def _start(tmp_path: Path):
     folder = tmp_path / "slow-notebooks"
     folder.mkdir()
+    started = tmp_path / "started"
+    cell = f"import pathlib, time; pathlib.Path({str(started)!r}).touch(); time.sleep(60)"
     for k in (1, 2):
-        write_notebook(folder / f"0{k}_slow.ipynb", "n: int = 1  # a number", ["import time; time.sleep(60)"])
+        write_notebook(folder / f"0{k}_slow.ipynb", "n: int = 1  # a number", [cell])
     process = subprocess.Popen([sys.executable, "-m", "lib", "run", "--notebook-dir", str(folder), "--output",
                                 str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True, cwd=Path(__file__).resolve().parent.parent,
                                env={**os.environ, "WORKBOOK_TEST_MARKER": str(folder)})
-    time.sleep(5)  # the first kernel is running its cell by now
+    deadline = time.monotonic() + 60
+    while not started.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)  # until a kernel is running its cell
+    assert started.exists(), "no notebook started its cell"
     return process, str(folder)
 
 
