@@ -14,6 +14,9 @@ from lib.gradcheck import GradientCheckError, check_gradient
 from lib.replica import matches_reported, original_check_gradient, replay_original_test, test_values
 
 DTYPES = ("float32", "float64")
+# float64 probes differ from the plain fast mode only for a float32 (or float16) x.
+CHECKS = [(dtype, mode) for dtype in DTYPES for mode in ("dense", "fast", "fast64")
+          if (dtype, mode) != ("float64", "fast64")]
 
 
 def _verdicts(dtype, correct: bool, mode="dense", **settings):
@@ -33,15 +36,13 @@ def _verdicts(dtype, correct: bool, mode="dense", **settings):
     return out
 
 
-@pytest.mark.parametrize("mode", ["dense", "fast", "fast64"])
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("dtype", "mode"), CHECKS)
 def test_no_correct_layer_fails(dtype, mode):
     alarms = [key for key, passed in _verdicts(dtype, correct=True, mode=mode).items() if not passed]
     assert alarms == []
 
 
-@pytest.mark.parametrize("mode", ["dense", "fast", "fast64"])
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("dtype", "mode"), CHECKS)
 def test_every_broken_layer_fails(dtype, mode):
     misses = [key for key, passed in _verdicts(dtype, correct=False, mode=mode).items() if passed]
     assert misses == []
