@@ -127,6 +127,9 @@ def test_fast_mode_with_float64_probes_finds_one_element_off_by_ten_tolerances_a
     assert result.forward_calls <= 2 * np.log2(x.size) + 8
     assert "probes measured in float64" in result.report()
     assert result.error_ratio.ravel()[j] > 5  # judged in float32, by the dense rule
+    # and reported with the width it was measured with there, not the probes' float64 one
+    assert result.measured_step.ravel()[j] > 1e-3 > 1e-4 > result.step.ravel()[j]
+    assert f"{result.measured_step.ravel()[j]:.4e}" in result.report()
 
 
 def test_format_tallies_has_one_row_per_layer_and_dtype_and_a_total():

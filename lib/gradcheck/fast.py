@@ -290,7 +290,7 @@ def _empty_result(probed: _Probed) -> FastCheckResult:
     return FastCheckResult(passed=not mutated, dtype=str(x.dtype), analytical=a64,
                            numerical=a64.copy(), tolerance=a64.copy(), step=a64.copy(), rtol=inputs.rtol,
                            atol=inputs.atol, forward_calls=probed.prober.calls, input_mutated=mutated,
-                           seed=inputs.seed, measured=np.zeros(x.shape, dtype=bool),
+                           seed=inputs.seed, measured=np.zeros(x.shape, dtype=bool), measured_step=a64.copy(),
                            mutated_by=_writers(probed.forward_wrote, backward.wrote),
                            probe_dtype=str(inputs.x_probe.dtype))
 
@@ -315,7 +315,7 @@ def _judge(probed: _Probed) -> FastCheckResult:
     # input also corrupts the private copy of x that the search perturbs.
     forward_wrote = probed.forward_wrote or not probed.prober.still_intact()
     backward_wrote = backward.wrote or not _same_bits(backward.work, x)
-    numerical, tolerance, measured, leaf_failed = _element_arrays(x.shape, leaves, a_flat)
+    numerical, tolerance, measured_step, measured, leaf_failed = _element_arrays(x.shape, leaves, a_flat)
     mutated = forward_wrote or backward_wrote
     return FastCheckResult(
         # A probe over its full tolerance is a dense failure somewhere (up to FALSE_ALARM);
@@ -339,6 +339,7 @@ def _judge(probed: _Probed) -> FastCheckResult:
         probe_tolerance=probe_tolerance,
         probe_step=np.full(inputs.probes, step_length),
         measured=measured,
+        measured_step=measured_step,
         localised_probe=chosen,
         search_calls=search.search_calls if search else 0,
         detail_calls=search.detail_calls if search else 0,
@@ -387,23 +388,23 @@ def _upstream_notes(random_ratio: float, grad_wrote: bool) -> list[str]:
 
 
 def _element_arrays(shape: tuple[int, ...], leaves, a_flat: np.ndarray):
-    """(numerical, tolerance, measured, any measured element failed) over x's shape.
+    """(numerical, tolerance, measured step, measured, any measured element failed) over x's shape.
 
-    numerical and tolerance (float64) hold the dense measurement of each
+    numerical, tolerance and step (float64) hold the dense measurement of each
     element the search measured alone, NaN elsewhere; measured is bool.
     """
     if not leaves:
         # Nothing measured element by element: read-only views that take no memory.
         nothing = np.broadcast_to(np.float64(np.nan), shape)
-        return nothing, nothing, np.broadcast_to(np.False_, shape), False
-    numerical = np.full(shape, np.nan)
+        return nothing, nothing, nothing, np.broadcast_to(np.False_, shape), False
+    numerical, tolerance, step = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
     measured = np.zeros(shape, dtype=bool)
-    tolerance = np.full(shape, np.nan)
     failed = False
-    for j, value, _, band in leaves:
+    for j, value, _, band, width in leaves:
         numerical.reshape(-1)[j] = value
         measured.reshape(-1)[j] = True
         tolerance.reshape(-1)[j] = band
+        step.reshape(-1)[j] = width
         with np.errstate(invalid="ignore"):
             failed |= not abs(a_flat[j] - value) <= band
-    return numerical, tolerance, measured, failed
+    return numerical, tolerance, step, measured, failed

@@ -58,6 +58,10 @@ class FastCheckResult(GradCheckResult):
         probe_tolerance: T / ||d||, the tolerance derived from the pass rule.
         probe_step: ||d||_2, the length of the realised perturbation.
         measured: bool, x's shape: elements with a dense-mode measurement.
+        measured_step: float64, x's shape: the realised width each measured
+            element was measured with (the dense mode's, in x's dtype; it
+            differs from `step` when the probes were measured in float64),
+            NaN elsewhere.
         localised_probe: the probe the localisation split, or None.
         search_calls: forward calls spent splitting groups of elements.
         detail_calls: forward calls spent measuring elements reached by inference.
@@ -78,6 +82,7 @@ class FastCheckResult(GradCheckResult):
     probe_tolerance: np.ndarray = field(default_factory=lambda: np.zeros(0))
     probe_step: np.ndarray = field(default_factory=lambda: np.zeros(0))
     measured: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    measured_step: np.ndarray = field(default_factory=lambda: np.zeros(0))
     localised_probe: int | None = None
     search_calls: int = 0
     detail_calls: int = 0
@@ -198,7 +203,7 @@ class FastCheckResult(GradCheckResult):
                 f"each element perturbed alone, as in the dense mode:"
             )
             rows = failing[:max_rows] if failing.size else measured[:max_rows]
-            lines.append(format_element_table(self, rows))
+            lines.append(format_element_table(self, rows, step=self.measured_step))
             if failing.size > max_rows:
                 lines.append(f"  ... and {failing.size - max_rows} more failing elements")
         lines.append(f"Numerical gradient divided by the {self.divide_by} step")

@@ -112,22 +112,22 @@ class _Search:
 
         Returns:
             (leaves, stopped): leaves lists (flat index, numerical gradient,
-            its _Group, its dense tolerance) for every element measured alone;
+            its _Group, its dense tolerance, its realised width in x's dtype) for every element measured alone;
             stopped is True when the forward-call budget ran out first.
         """
         n = self.order.size
         call_cap = 2 * localise * (max(math.ceil(math.log2(n)), 0) + 1)
         found = 0
-        leaves: list[tuple[int, float, _Group]] = []
+        leaves: list[tuple[int, float, _Group, float, float]] = []
         stack = _worth_searching(start, self.lam)
         while stack and found < localise:
             group = stack.pop()
             if group.size == 1:
                 # The element alone, measured and judged exactly as the dense mode does.
                 j = int(self.order[group.lo])
-                numerical, tolerance, calls = self.confirm(j)
+                numerical, tolerance, width, calls = self.confirm(j)
                 self.detail_calls += calls
-                leaves.append((j, numerical, group, tolerance))
+                leaves.append((j, numerical, group, tolerance, width))
                 with np.errstate(invalid="ignore"):
                     passes = abs(self.a[group.lo] - numerical) <= tolerance
                 found += not passes
@@ -186,13 +186,17 @@ def _start_search(prober, lam, groups, signs, flips, chosen, plus, minus, width,
 
 def _dense_confirm(forward, x: np.ndarray, grad_output, analytical: np.ndarray, prober: _Prober, *,
                    rtol: float, atol: float, eps):
-    """confirm(j) -> (numerical, dense tolerance, forward calls) for flat index j: element j
-    perturbed alone and judged exactly as the dense mode does (lib.gradcheck.dense)."""
+    """confirm(j) -> (numerical, dense tolerance, realised width, forward calls) for flat index j:
+    element j perturbed alone and judged exactly as the dense mode does (lib.gradcheck.dense)."""
+
+    # The element is measured at x's own dtype. With float64 probes forward's output dtype at x
+    # was never seen; x's dtype is the rounding it must at least allow for.
+    out_dtype = prober.f_plus.dtype if prober.native is None else x.dtype
 
     def confirm(j):
-        numerical, tolerance, _, calls = confirm_elements(forward, x, grad_output, analytical, [j], rtol=rtol,
-                                                          atol=atol, eps=eps, out_dtype=prober.f_plus.dtype)
-        return float(numerical[0]), float(tolerance[0]), calls
+        numerical, tolerance, width, calls = confirm_elements(forward, x, grad_output, analytical, [j], rtol=rtol,
+                                                              atol=atol, eps=eps, out_dtype=out_dtype)
+        return float(numerical[0]), float(tolerance[0]), float(width.reshape(-1)[0]), calls
 
     return confirm
 
@@ -206,7 +210,7 @@ def _localisation_notes(lam, root, leaves, a_flat, localise, stopped, *, rtol, a
     # its rounding to the budget.
     remaining = root.residual
     budget = root.tolerance(lam)
-    for j, value, group, band in leaves:
+    for j, value, group, band, _ in leaves:
         remaining -= group.residual
         budget += lam * group.rounding + group.accumulation
         with np.errstate(invalid="ignore"):

@@ -145,8 +145,9 @@ def tolerance_line(result: GradCheckResult) -> str:
             f"atol={result.atol:g} (pass rule: |a - n| <= atol + rtol * {PASS_RULES[result.pass_rule]}{noise})")
 
 
-def format_element_table(result: GradCheckResult, flat_indices) -> str:
-    """Aligned rows of analytical, numerical, difference, tolerance, step."""
+def format_element_table(result: GradCheckResult, flat_indices, step: np.ndarray | None = None) -> str:
+    """Aligned rows of analytical, numerical, difference, tolerance, step (`step`: x's shape, default
+    result.step: the realised width each element was measured with)."""
     shape = result.analytical.shape
     noise = result.noise.ravel() if result.has_noise else None
     header = (
@@ -155,7 +156,8 @@ def format_element_table(result: GradCheckResult, flat_indices) -> str:
     )
     rows = [header]
     a, n = result.analytical.ravel(), result.numerical.ravel()
-    tol, step, ratio = result.tolerance.ravel(), result.step.ravel(), result.error_ratio.ravel()
+    step = (result.step if step is None else step).ravel()
+    tol, ratio = result.tolerance.ravel(), result.error_ratio.ravel()
     for i in np.asarray(flat_indices, dtype=int):
         where = f"[{i}]" if len(shape) <= 1 else "[" + ", ".join(str(int(k)) for k in np.unravel_index(i, shape)) + "]"
         slack = f" {noise[i]:>12.4e}" if noise is not None else ""
