@@ -1,7 +1,8 @@
 """False alarms and detections on lib.catalogue: this checker, the plain rule, and PyTorch's gradcheck.
 
 Every layer of lib.catalogue, correct and with each of its bugs, 10 seeds, all-ones and random
-grad_output, float32 and float64. A false alarm is a correct backward that fails; a detection
+grad_output, float32 and float64: the dense mode with its defaults, the fast mode (also with its
+probes measured in float64) and the plain rule. A false alarm is a correct backward that fails; a detection
 is a broken backward that fails. PyTorch is optional (pip install torch==2.13.0): its columns
 wrap the same numpy forward and backward in a torch.autograd.Function and run
 torch.autograd.gradcheck with its defaults (eps=1e-6, atol=1e-5, rtol=1e-3), which checks the
@@ -23,6 +24,16 @@ from lib.gradcheck import check_gradient
 
 def ours(case) -> bool:
     return check_gradient(case.forward, case.backward, case.x, case.grad_output, raise_on_failure=False).passed
+
+
+def fast(case) -> bool:
+    return check_gradient(case.forward, case.backward, case.x, case.grad_output, raise_on_failure=False,
+                          mode="fast").passed
+
+
+def fast64(case) -> bool:
+    return check_gradient(case.forward, case.backward, case.x, case.grad_output, raise_on_failure=False,
+                          mode="fast", probe_dtype="float64").passed
 
 
 def plain(case) -> bool:
@@ -65,13 +76,15 @@ def main() -> None:
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
     args = parser.parse_args()
     seeds = range(args.seeds)
-    columns = {"ours": catalogue.tally(ours, seeds=seeds), "plain": catalogue.tally(plain, seeds=seeds)}
+    columns = {"ours": catalogue.tally(ours, seeds=seeds), "fast": catalogue.tally(fast, seeds=seeds),
+               "fast64": catalogue.tally(fast64, seeds=seeds), "plain": catalogue.tally(plain, seeds=seeds)}
     torch_check = None if args.no_torch else torch_checker()
     if torch_check is None:
         print("PyTorch is not installed (or --no-torch): its columns are left out")
     else:
         columns["torch"] = catalogue.tally(torch_check, seeds=seeds)
-    print("ours: check_gradient's defaults (noise-aware rule, one random probe); plain: strict=True, probes=0")
+    print("ours: check_gradient's defaults (noise-aware rule, one random probe); fast: mode='fast' (2 probes); "
+          "fast64: the same with probe_dtype='float64'; plain: strict=True, probes=0")
     print(catalogue.format_tallies(columns))
 
 
