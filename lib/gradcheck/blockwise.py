@@ -35,6 +35,9 @@ class _Norm:
     case, one dot product a block); once a square overflows, as it does for
     values beyond about 1e154 in float64, the sum is kept as scale * sqrt(ssq)
     with every block divided by the running scale first (LAPACK's nrm2 idea).
+    `add` runs in passes of thousands of blocks, so it leaves the floating-point
+    error state to its caller: call it inside np.errstate(over="ignore"), or an
+    overflowing square warns before it is handled.
     """
 
     __slots__ = ("scale", "ssq")
@@ -44,8 +47,7 @@ class _Norm:
 
     def add(self, v: np.ndarray) -> None:
         if self.scale == 0.0:
-            with np.errstate(over="ignore"):
-                total = self.ssq + float(np.dot(v, v))
+            total = self.ssq + float(np.dot(v, v))
             if math.isfinite(total):
                 self.ssq = total
                 return
@@ -65,7 +67,8 @@ class _Norm:
 
 def _norm(v: np.ndarray) -> float:
     norm = _Norm()
-    norm.add(np.asarray(v, dtype=np.float64).reshape(-1))
+    with np.errstate(over="ignore"):
+        norm.add(np.asarray(v, dtype=np.float64).reshape(-1))
     return norm.value
 
 

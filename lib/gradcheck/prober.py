@@ -36,8 +36,8 @@ class _Prober:
     (`upstream`: the Generator whose next values, through
     dense.upstream_from_uniform, are v in grad_output's dtype), drawn a block
     at a time beside grad_output: the outputs are read once and never kept.
-    Each such pair appends (v . (f+ - f-), sum |v (f+ - f-)|, ||v f+||_2 +
-    ||v f-||_2 over the outputs that moved, eps) to `upstream_sides`.
+    Each such pair appends (v . (f+ - f-), a bound on sum |v (f+ - f-)|,
+    ||v f+||_2 + ||v f-||_2, eps) to `upstream_sides` (_UpstreamSums).
     """
 
     def __init__(self, forward, x: np.ndarray, grad: np.ndarray, native=None):
@@ -58,6 +58,7 @@ class _Prober:
         self.upstream: np.random.Generator | None = None
         self.upstream_sides: list[tuple[float, float, float, float]] = []
         self.v_block = np.empty(block)
+        self._g_norm_all: float | None = None  # ||grad_output||_2 over every output, once known
 
     @property
     def work(self) -> np.ndarray:
@@ -141,54 +142,63 @@ class _Prober:
         f_plus, g = self.f_plus, self.g
         numerical = 0.0
         plus_norm, minus_norm, diff_norm, g_norm = _Norm(), _Norm(), _Norm(), _Norm()
+        # Over every output (a full probe) the norm of grad_output is the same each time.
+        known_g_norm = None if few_change else self._g_norm_all
         upstream, self.upstream = self.upstream, None
         v_sums = _UpstreamSums() if upstream is not None else None
         size = g.size
-        for lo in range(0, size, _BLOCK):
-            hi = lo + _BLOCK
-            p, m, gb = f_plus[lo:hi], f_minus[lo:hi], g[lo:hi]
-            if gb.dtype != np.float64:
-                gb = self.g_block[: gb.size]
-                np.copyto(gb, g[lo:hi])
-            d = self.diff[: gb.size]
-            # Subtract element by element in float64 (exact for float32
-            # outputs), then reduce with grad_output. With at most _BLOCK
-            # outputs this is one np.dot, the dense mode's exact arithmetic.
-            np.subtract(p, m, out=d, dtype=np.float64)
-            numerical += float(np.dot(d, gb))
-            if v_sums is not None:
-                v = self.v_block[: d.size]
-                np.copyto(v, upstream_from_uniform(upstream.random(d.size, dtype=np.float32), g.dtype))
-                v_sums.add(d, v, p, m)
-            # An output that comes out bitwise equal at x+ and x- does not
-            # depend on the perturbed elements: both evaluations did the same
-            # arithmetic and its rounding cancels in the difference. Leaving
-            # such outputs out pays when they are many (a localisation group);
-            # otherwise keeping them in is merely conservative.
-            if few_change:
-                changed = np.count_nonzero(d)
-                if changed == 0:
-                    continue
-                if 2 * changed < d.size:
-                    keep = np.flatnonzero(d)
-                    p, m, d, gb = p[keep], m[keep], d[keep], gb[keep]
-            scratch = self.scratch[: d.size]
-            # The Hoeffding scale ||g * (|f+| + |f-|)||_2, bounded above by
-            # ||g * f+||_2 + ||g * f-||_2.
-            np.multiply(p, gb, out=scratch)
-            plus_norm.add(scratch)
-            np.multiply(m, gb, out=scratch)
-            minus_norm.add(scratch)
-            diff_norm.add(d)
-            g_norm.add(gb)
+        with np.errstate(over="ignore"):  # for the norms (_Norm handles an overflowing square)
+            for lo in range(0, size, _BLOCK):
+                hi = lo + _BLOCK
+                p, m, gb = f_plus[lo:hi], f_minus[lo:hi], g[lo:hi]
+                if gb.dtype != np.float64:
+                    gb = self.g_block[: gb.size]
+                    np.copyto(gb, g[lo:hi])
+                d = self.diff[: gb.size]
+                # Subtract element by element in float64 (exact for float32
+                # outputs), then reduce with grad_output. With at most _BLOCK
+                # outputs this is one np.dot, the dense mode's exact arithmetic.
+                np.subtract(p, m, out=d, dtype=np.float64)
+                numerical += float(np.dot(d, gb))
+                if v_sums is not None:
+                    v = self.v_block[: d.size]
+                    np.copyto(v, upstream_from_uniform(upstream.random(d.size, dtype=np.float32), g.dtype))
+                    v_sums.add(d, v, p, m, self.scratch[: d.size])
+                # An output that comes out bitwise equal at x+ and x- does not
+                # depend on the perturbed elements: both evaluations did the same
+                # arithmetic and its rounding cancels in the difference. Leaving
+                # such outputs out pays when they are many (a localisation group);
+                # otherwise keeping them in is merely conservative.
+                if few_change:
+                    changed = np.count_nonzero(d)
+                    if changed == 0:
+                        continue
+                    if 2 * changed < d.size:
+                        keep = np.flatnonzero(d)
+                        p, m, d, gb = p[keep], m[keep], d[keep], gb[keep]
+                scratch = self.scratch[: d.size]
+                # The Hoeffding scale ||g * (|f+| + |f-|)||_2, bounded above by
+                # ||g * f+||_2 + ||g * f-||_2.
+                np.multiply(p, gb, out=scratch)
+                plus_norm.add(scratch)
+                np.multiply(m, gb, out=scratch)
+                minus_norm.add(scratch)
+                diff_norm.add(d)
+                if known_g_norm is None:
+                    g_norm.add(gb)
         if not math.isfinite(numerical) and not (np.all(np.isfinite(f_plus)) and np.all(np.isfinite(f_minus))):
             raise ValueError("forward(x) returned non-finite values (inf or NaN); the check needs finite outputs")
         rounding = eps * (plus_norm.value + minus_norm.value)
         if v_sums is not None:
-            self.upstream_sides.append((v_sums.numerical, v_sums.abs_dv, v_sums.plus.value + v_sums.minus.value,
-                                        eps))
+            # Every output is kept for a full probe, so diff_norm is ||f+ - f-||_2 over all of them.
+            self.upstream_sides.append((v_sums.numerical, v_sums.v.value * diff_norm.value,
+                                        v_sums.plus.value + v_sums.minus.value, eps))
+        if known_g_norm is None:
+            known_g_norm = g_norm.value
+            if not few_change:
+                self._g_norm_all = known_g_norm
         # sum |diff_j g_j| <= ||diff||_2 ||g||_2 over the outputs kept (Cauchy-Schwarz).
-        accumulation = size * _U64 * diff_norm.value * g_norm.value
+        accumulation = size * _U64 * diff_norm.value * known_g_norm
         return numerical, rounding, accumulation
 
     def still_intact(self) -> bool:
@@ -197,21 +207,29 @@ class _Prober:
 
 
 class _UpstreamSums:
-    """A random upstream gradient v's side of one pair of calls, added up block by block."""
+    """A random upstream gradient v's side of one pair of calls, added up block by block.
 
-    __slots__ = ("abs_dv", "minus", "numerical", "plus")
+    Only the slope v . (f+ - f-) is exact; its tolerance takes bounds that need
+    one pass less each (a backward that ignores or misreads grad_output misses
+    by far more than they give away): every output counts as moved, and
+    sum |v (f+ - f-)| <= ||v||_2 ||f+ - f-||_2 (Cauchy-Schwarz).
+    """
+
+    __slots__ = ("minus", "numerical", "plus", "v")
 
     def __init__(self) -> None:
-        self.numerical, self.abs_dv = 0.0, 0.0
-        self.plus, self.minus = _Norm(), _Norm()
+        self.numerical = 0.0
+        self.plus, self.minus, self.v = _Norm(), _Norm(), _Norm()
 
-    def add(self, diff: np.ndarray, v: np.ndarray, f_plus: np.ndarray, f_minus: np.ndarray) -> None:
-        """diff = f+ - f- (float64), v (float64, overwritten), f+ and f- of one block."""
+    def add(self, diff: np.ndarray, v: np.ndarray, f_plus: np.ndarray, f_minus: np.ndarray,
+            scratch: np.ndarray) -> None:
+        """diff = f+ - f- and v (float64), f+ and f- of one block; scratch: a float64 buffer of their size."""
         self.numerical += float(np.dot(diff, v))
-        self.abs_dv += float(np.sum(np.abs(diff * v)))
-        v *= diff != 0.0  # an output that did not move carries no rounding into the difference
-        self.plus.add(v * f_plus)
-        self.minus.add(v * f_minus)
+        self.v.add(v)
+        np.multiply(v, f_plus, out=scratch)
+        self.plus.add(scratch)
+        np.multiply(v, f_minus, out=scratch)
+        self.minus.add(scratch)
 
 
 def _require_float64_arithmetic(output: np.ndarray, native: np.dtype) -> None:
