@@ -104,9 +104,8 @@ def _central_differences(forward, x, work, out_shape, grads, eps, out_dtype=np.f
     The forward calls and each pair's exact difference are `sweep`'s; the rest is
     done for all elements at once, so the checker costs little beyond its calls.
     """
-    half = default_step(x) if eps is None else np.full(x.shape, _checks.positive_step(eps))
-    plus, minus, width = _realised_points(x, half)
     columns = np.arange(x.size) if indices is None else np.asarray(indices, dtype=np.int64)
+    plus, minus, width = _points_of(x, columns if indices is not None else None, eps)
     grads = np.atleast_2d(grads)
     magnitudes = np.abs(grads) if with_noise else None
     numerical = np.empty((grads.shape[0], columns.size), dtype=np.float64)
@@ -126,11 +125,31 @@ def _central_differences(forward, x, work, out_shape, grads, eps, out_dtype=np.f
     if not np.isfinite(numerical).all():
         raise ValueError(sweep.FINITE_MESSAGE)
     # Divide by the realised width, x_i+ - x_i- as stored, not the nominal 2*eps.
-    width = width.reshape(-1)[columns] if indices is not None else width.reshape(x.shape)
-    numerical /= width.reshape(-1)
-    noise *= unit_roundoff(out_dtype) / np.abs(width.reshape(-1))
+    numerical /= width
+    noise *= unit_roundoff(out_dtype) / np.abs(width)
+    width = width if indices is not None else width.reshape(x.shape)
     calls = 2 * columns.size if not batch else 2 * -(-columns.size // batch)
-    return Differences(numerical, noise, width, calls, plus[columns], minus[columns])
+    return Differences(numerical, noise, width, calls, plus, minus)
+
+
+def _points_of(x: np.ndarray, columns: np.ndarray | None, eps):
+    """Flat (plus, minus, width) of the elements `columns` (None: all of x), in that order.
+
+    A few elements (fast mode's confirmation, the re-measured suspects) get
+    their points alone, not a whole x's worth of arrays; the values are the
+    same, element by element. Should one of them be refused, the message is
+    the one the whole x gets, naming the element's index in x.
+    """
+    if columns is None:
+        half = default_step(x) if eps is None else np.full(x.shape, _checks.positive_step(eps))
+        return _realised_points(x, half)
+    chosen = x.reshape(-1)[columns]
+    half = default_step(chosen) if eps is None else np.full(chosen.shape, _checks.positive_step(eps))
+    try:
+        return _realised_points(chosen, half)
+    except ValueError:
+        _points_of(x, None, eps)  # raises the message naming the index in x
+        raise
 
 
 def numerical_gradient(forward, x, grad_output, eps=None) -> np.ndarray:

@@ -60,6 +60,8 @@ def _kept_dtype(dtype) -> np.dtype:
 def pairs(forward, work: np.ndarray, columns: np.ndarray, plus, minus, out_shape: tuple, out_dtype):
     """Yield (y+, y-) for each flat index in `columns`: forward with that element at plus, then minus.
 
+    plus, minus: the two points of each element of `columns`, in the same order.
+
     y+ is a copy that the next pair overwrites, y- is what forward returned (it
     may be a view of `work`): use both before asking for the next pair. `work`
     (C order, x's values) is changed one element at a time and restored in a
@@ -70,7 +72,7 @@ def pairs(forward, work: np.ndarray, columns: np.ndarray, plus, minus, out_shape
     dtype = kept.dtype
     # Python ints and floats index and assign several times faster than numpy scalars, and a
     # value of x's dtype survives the round trip through a Python float exactly.
-    for i, high, low in zip(columns.tolist(), plus[columns].tolist(), minus[columns].tolist(), strict=True):
+    for i, high, low in zip(columns.tolist(), plus.tolist(), minus.tolist(), strict=True):
         original = flat[i]
         try:
             flat[i] = high
@@ -92,8 +94,9 @@ def pairs(forward, work: np.ndarray, columns: np.ndarray, plus, minus, out_shape
 def stacked_pairs(forward, work, columns, plus, minus, out_shape, batch: int):
     """Yield (start, y+ stack, y- stack) for groups of `batch` columns, one forward call per side.
 
-    Row r of the stack forward gets is x with element columns[start + r] moved;
-    the stacks it returns are (m, *y.shape), m <= batch.
+    Row r of the stack forward gets is x with element columns[start + r] moved
+    (to plus[start + r], then minus[start + r]); the stacks it returns are
+    (m, *y.shape), m <= batch.
     """
     stack = np.repeat(work[np.newaxis], min(batch, columns.size), axis=0)
     flat_stack = stack.reshape(stack.shape[0], -1)
@@ -104,7 +107,7 @@ def stacked_pairs(forward, work, columns, plus, minus, out_shape, batch: int):
         try:
             sides = []
             for points in (plus, minus):
-                flat_stack[rows, group] = points[group]
+                flat_stack[rows, group] = points[start:start + batch]
                 try:
                     returned = forward(stack[:group.size])
                 except Exception as error:
