@@ -237,6 +237,7 @@ def test_a_run_does_not_print_the_kernels_transport_warning(tmp_path):
                            str(tmp_path / "out")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "without encryption" not in done.stdout + done.stderr
+    assert "[IPKernelApp]" not in done.stdout + done.stderr  # no line of the kernel's own log
     assert notebook.exists()
 
 

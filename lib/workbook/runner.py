@@ -39,10 +39,12 @@ DEFAULT_OUTPUT = Path("output")
 NOTEBOOK_NAME = re.compile(r"^(\d{2})_[\w-]+\.ipynb$")
 KERNEL_NAME = "python3"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-#: ipykernel 7 warns on every start that it "is running over TCP without encryption": the
-#: runner's kernels listen on this machine's loopback address only, for this process alone,
-#: so the warning says nothing about a headless run. Errors still reach the terminal.
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+#: The kernel's own log says nothing about a headless run: ipykernel 7 warns on every start
+#: that it "is running over TCP without encryption" (the runner's kernels listen on this
+#: machine's loopback address only, for this process alone), and jupyter_client interrupts
+#: every kernel it shuts down, which now and then logs "KeyboardInterrupt caught in kernel"
+#: at error level. A failing cell or a dead kernel is reported by the run, not by this log.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 
 
 def notebook_folder(given: Path | None = None) -> Path:
