@@ -122,3 +122,16 @@ def boolean(value, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False; got {type(value).__name__} {value!r}")
     return bool(value)
+
+
+def none_or_float64(value, name: str) -> bool:
+    """An option that is None or float64 (a dtype or its name): True for float64."""
+    if value is None:
+        return False
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        dtype = None
+    if dtype != np.float64:
+        raise ValueError(f"{name} must be None (x's dtype) or 'float64'; got {value!r}")
+    return True

@@ -56,17 +56,7 @@ def check_gradient(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, e
         GradCheckResult with per-element analytical, numerical, tolerance, noise, step,
         and one GradCheckResult per probe in `.probe_results`.
     """
-    _checks.choice(mode, "mode", ("dense", "fast"))
-    _checks.callable_arg(backward, "backward")
-    raise_on_failure = _checks.boolean(raise_on_failure, "raise_on_failure")
-    probes = _checks.positive_int(probes if probes is not None else (2 if mode == "fast" else 1), "probes",
-                                  low=1 if mode == "fast" else 0)
-    batch = None if batch is None else _checks.positive_int(batch, "batch")
-    if batch is not None and mode == "fast":
-        raise ValueError("batch applies to mode='dense'; fast mode makes only 2 * probes forward calls")
-    if probe_dtype is not None and mode == "dense":
-        raise ValueError("probe_dtype applies to mode='fast'; dense mode re-measures failing elements in float64 "
-                         "by itself")
+    probes, batch, raise_on_failure = _mode_settings(mode, backward, probes, batch, probe_dtype, raise_on_failure)
     if mode == "fast":
         return check_gradient_fast(forward, backward, x, grad_output, probes=probes, rtol=rtol, atol=atol,
                                    eps=eps, raise_on_failure=raise_on_failure, probe_dtype=probe_dtype)
@@ -82,3 +72,19 @@ def check_gradient(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, e
         hint = diagnosis_hint(np.size(x))
         raise GradientCheckError(outcome, "\n".join([outcome.report(), hint]))
     return outcome
+
+
+def _mode_settings(mode, backward, probes, batch, probe_dtype, raise_on_failure):
+    """(probes, batch, raise_on_failure) checked; each option refused in the mode it does not apply to."""
+    _checks.choice(mode, "mode", ("dense", "fast"))
+    _checks.callable_arg(backward, "backward")
+    raise_on_failure = _checks.boolean(raise_on_failure, "raise_on_failure")
+    probes = _checks.positive_int(probes if probes is not None else (2 if mode == "fast" else 1), "probes",
+                                  low=1 if mode == "fast" else 0)
+    batch = None if batch is None else _checks.positive_int(batch, "batch")
+    if batch is not None and mode == "fast":
+        raise ValueError("batch applies to mode='dense'; fast mode makes only 2 * probes forward calls")
+    if probe_dtype is not None and mode == "dense":
+        raise ValueError("probe_dtype applies to mode='fast'; dense mode re-measures failing elements in float64 "
+                         "by itself")
+    return probes, batch, raise_on_failure

@@ -176,25 +176,13 @@ def _checked_inputs(forward, backward, x, grad_output, *, probes, rtol, atol, ep
     if eps is not None:
         _checks.positive_step(eps)
     rng = _checks.seed_or_rng(seed, None)
-    float64_probes = _probe_dtype_is_float64(probe_dtype)
+    float64_probes = _checks.none_or_float64(probe_dtype, "probe_dtype")
     x = require_finite(_checks.float_array(x, "x"))
     grad = _validated_grad_output(grad_output)
     x_probe = x.astype(np.float64) if float64_probes and x.dtype != np.float64 else x
     inputs = _Inputs(forward, backward, x, grad_output, grad, rtol, atol, eps, probes, localise, seed, x_probe)
     return inputs, rng
 
-
-def _probe_dtype_is_float64(probe_dtype) -> bool:
-    """probe_dtype checked: None (x's dtype) or float64 (True)."""
-    if probe_dtype is None:
-        return False
-    try:
-        dtype = np.dtype(probe_dtype)
-    except TypeError:
-        dtype = None
-    if dtype != np.float64:
-        raise ValueError(f"probe_dtype must be None (x's dtype) or 'float64'; got {probe_dtype!r}")
-    return True
 
 
 def _validated_grad_output(grad_output) -> np.ndarray:

@@ -139,55 +139,21 @@ class _Prober:
         output is read from memory once, and nothing output-sized is allocated.
         few_change: only some elements moved, so look for outputs that did not.
         """
-        f_plus, g = self.f_plus, self.g
+        f_plus, size = self.f_plus, self.g.size
         numerical = 0.0
-        plus_norm, minus_norm, diff_norm, g_norm = _Norm(), _Norm(), _Norm(), _Norm()
-        # Over every output (a full probe) the norm of grad_output is the same each time.
+        # plus, minus, diff, g: the norms the tolerance needs. Over every output (a full
+        # probe) the norm of grad_output is the same each time: it is measured once.
+        norms = [_Norm(), _Norm(), _Norm(), _Norm()]
         known_g_norm = None if few_change else self._g_norm_all
         upstream, self.upstream = self.upstream, None
         v_sums = _UpstreamSums() if upstream is not None else None
-        size = g.size
         with np.errstate(over="ignore"):  # for the norms (_Norm handles an overflowing square)
             for lo in range(0, size, _BLOCK):
-                hi = lo + _BLOCK
-                p, m, gb = f_plus[lo:hi], f_minus[lo:hi], g[lo:hi]
-                if gb.dtype != np.float64:
-                    gb = self.g_block[: gb.size]
-                    np.copyto(gb, g[lo:hi])
-                d = self.diff[: gb.size]
-                # Subtract element by element in float64 (exact for float32
-                # outputs), then reduce with grad_output. With at most _BLOCK
-                # outputs this is one np.dot, the dense mode's exact arithmetic.
-                np.subtract(p, m, out=d, dtype=np.float64)
-                numerical += float(np.dot(d, gb))
-                if v_sums is not None:
-                    v = self.v_block[: d.size]
-                    np.copyto(v, upstream_from_uniform(upstream.random(d.size, dtype=np.float32), g.dtype))
-                    v_sums.add(d, v, p, m, self.scratch[: d.size])
-                # An output that comes out bitwise equal at x+ and x- does not
-                # depend on the perturbed elements: both evaluations did the same
-                # arithmetic and its rounding cancels in the difference. Leaving
-                # such outputs out pays when they are many (a localisation group);
-                # otherwise keeping them in is merely conservative.
-                if few_change:
-                    changed = np.count_nonzero(d)
-                    if changed == 0:
-                        continue
-                    if 2 * changed < d.size:
-                        keep = np.flatnonzero(d)
-                        p, m, d, gb = p[keep], m[keep], d[keep], gb[keep]
-                scratch = self.scratch[: d.size]
-                # The Hoeffding scale ||g * (|f+| + |f-|)||_2, bounded above by
-                # ||g * f+||_2 + ||g * f-||_2.
-                np.multiply(p, gb, out=scratch)
-                plus_norm.add(scratch)
-                np.multiply(m, gb, out=scratch)
-                minus_norm.add(scratch)
-                diff_norm.add(d)
-                if known_g_norm is None:
-                    g_norm.add(gb)
+                numerical += self._block(slice(lo, lo + _BLOCK), f_minus, norms, few_change=few_change,
+                                         with_g_norm=known_g_norm is None, upstream=upstream, v_sums=v_sums)
         if not math.isfinite(numerical) and not (np.all(np.isfinite(f_plus)) and np.all(np.isfinite(f_minus))):
             raise ValueError("forward(x) returned non-finite values (inf or NaN); the check needs finite outputs")
+        plus_norm, minus_norm, diff_norm, g_norm = norms
         rounding = eps * (plus_norm.value + minus_norm.value)
         if v_sums is not None:
             # Every output is kept for a full probe, so diff_norm is ||f+ - f-||_2 over all of them.
@@ -200,6 +166,47 @@ class _Prober:
         # sum |diff_j g_j| <= ||diff||_2 ||g||_2 over the outputs kept (Cauchy-Schwarz).
         accumulation = size * _U64 * diff_norm.value * known_g_norm
         return numerical, rounding, accumulation
+
+    def _block(self, block: slice, f_minus: np.ndarray, norms, *, few_change: bool, with_g_norm: bool,
+               upstream, v_sums) -> float:
+        """One block of `_difference`: its part of g . (f+ - f-), its norms added to `norms`."""
+        p, m, gb = self.f_plus[block], f_minus[block], self.g[block]
+        if gb.dtype != np.float64:
+            gb = self.g_block[: gb.size]
+            np.copyto(gb, self.g[block])
+        d = self.diff[: gb.size]
+        # Subtract element by element in float64 (exact for float32 outputs),
+        # then reduce with grad_output. With at most _BLOCK outputs this is one
+        # np.dot, the dense mode's exact arithmetic.
+        np.subtract(p, m, out=d, dtype=np.float64)
+        numerical = float(np.dot(d, gb))
+        if v_sums is not None:
+            v = self.v_block[: d.size]
+            np.copyto(v, upstream_from_uniform(upstream.random(d.size, dtype=np.float32), self.g.dtype))
+            v_sums.add(d, v, p, m, self.scratch[: d.size])
+        # An output that comes out bitwise equal at x+ and x- does not depend on
+        # the perturbed elements: both evaluations did the same arithmetic and
+        # its rounding cancels in the difference. Leaving such outputs out pays
+        # when they are many (a localisation group); otherwise keeping them in
+        # is merely conservative.
+        if few_change:
+            changed = np.count_nonzero(d)
+            if changed == 0:
+                return numerical
+            if 2 * changed < d.size:
+                keep = np.flatnonzero(d)
+                p, m, d, gb = p[keep], m[keep], d[keep], gb[keep]
+        plus_norm, minus_norm, diff_norm, g_norm = norms
+        scratch = self.scratch[: d.size]
+        # The Hoeffding scale ||g * (|f+| + |f-|)||_2, bounded above by ||g * f+||_2 + ||g * f-||_2.
+        np.multiply(p, gb, out=scratch)
+        plus_norm.add(scratch)
+        np.multiply(m, gb, out=scratch)
+        minus_norm.add(scratch)
+        diff_norm.add(d)
+        if with_g_norm:
+            g_norm.add(gb)
+        return numerical
 
     def still_intact(self) -> bool:
         """The private copy, if made, still equals x (a forward that writes to its input breaks this)."""
