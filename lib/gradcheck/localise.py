@@ -18,10 +18,12 @@ elements' errors are small. A search started by the screen alone stops at the
 first element it isolates, so a correct non-linear layer costs at most one
 search when truncation lifts the residual over the floor.
 
-How small an error the screen sees is set by the outputs' rounding. Among
-1e6 float32 outputs it is about 4e-5 (root mean square, seeded dropout),
-while one element at 10x its dense tolerance moves a probe by about 6e-5: the
-screen sees such an element from about 100x its tolerance. With
+How small an error the screen sees is set by the outputs' rounding, which
+grows like sqrt(N). Among 1e6 float32 outputs of dropout it leaves a probe
+residual of a few 1e-5, about what one typical element at 10x its dense
+tolerance adds, and the floor that bounds it is far higher: the screen sees
+such an element from about 100x its tolerance (notebook 12, section 8,
+measures each of these). With
 probe_dtype="float64" the probes and the search hand forward float64 points
 at float64's default step: the outputs' rounding falls by about 2**-29,
 truncation with the step, and the floor is the backward's own float32

@@ -308,7 +308,7 @@ def _random_upstream_group(side, a_v: np.ndarray, positive: np.ndarray, width: n
     backward's dtype): one backward call, no forward call. Tolerance as for
     the probes, with v and backward(v) in place of g and a, and its errors part
     bounded by the triangle inequality, (atol ||w||_2 + rtol ||a_v w||_2) /
-    (1 - rtol) with ||w||_2 = step_length, which needs no pass of its own.
+    (1 - rtol) with ||w||_2 = step_length (one norm for every such group).
     Block by block, so a large check makes one-thread dot products over cached
     pieces instead of whole-array passes and temporaries.
     """
