@@ -7,7 +7,8 @@ input element. This module checks the same quantity, the gradient of
 
 along a few random directions instead. Each probe costs two forward calls
 whatever the size of x (there is no extra call at x itself), and backward is
-called once. When a probe fails, the failing elements are found by splitting
+called 1 + RANDOM_UPSTREAM times: with grad_output, and with a random upstream
+gradient contracted with the first probe's outputs. When a probe fails, the failing elements are found by splitting
 the probe's support in halves (group testing), one pair of forward calls per
 halving, and each element found is then measured exactly as the dense mode
 measures it.
@@ -82,8 +83,8 @@ def check_gradient_fast(forward, backward, x, grad_output, *, probes=DEFAULT_PRO
     """Check backward against central differences of forward along random directions.
 
     Checks the same loss as the dense mode, L(x) = sum(forward(x) * grad_output),
-    but along `probes` random sign directions: 2 * probes forward calls and one
-    backward call, whatever x's size. A probe compares a . d with
+    but along `probes` random sign directions: 2 * probes forward calls and two
+    backward calls (grad_output's and a random one's), whatever x's size. A probe compares a . d with
     grad_output . (f(x+) - f(x-)), where d = x+ - x- is the perturbation as
     actually stored in x's dtype; its tolerance is the largest value the dense
     pass rule allows for a random-sign sum of per-element errors, plus a
