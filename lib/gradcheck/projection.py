@@ -72,7 +72,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lib.gradcheck.blockwise import _BLOCK, _U64, _WIDE_BLOCK, _Norm, _norm
+from lib.gradcheck.blockwise import _BLOCK, _U64, _WIDE_BLOCK, _Norm
 from lib.gradcheck.dense import upstream_from_uniform
 from lib.gradcheck.differences import check_returned
 from lib.gradcheck.prober import _Prober
@@ -298,59 +298,24 @@ def _probe_groups(sides, signs, width: np.ndarray, a_flat: np.ndarray, *, rtol: 
     return groups, w_norm.value
 
 
-def _random_upstream_group(side, a_v: np.ndarray, positive: np.ndarray, width: np.ndarray, outputs: int, *,
-                           rtol: float, atol: float, backward_eps: float, step_length: float) -> _Group:
-    """One probe's pair of forward calls contracted with a random upstream gradient v.
-
-    side: the pair's (v . (f+ - f-), a bound on sum |v (f+ - f-)|, ||v f+|| +
-    ||v f-||, eps) from prober.upstream_sides, the outputs' side, over
-    `outputs` outputs. Its analytical side is backward(v, x) . d (a_v, flat,
-    backward's dtype): one backward call, no forward call. Tolerance as for
-    the probes, with v and backward(v) in place of g and a, and its errors part
-    bounded by the triangle inequality, (atol ||w||_2 + rtol ||a_v w||_2) /
-    (1 - rtol) with ||w||_2 = step_length (one norm for every such group).
-    Block by block, so a large check makes one-thread dot products over cached
-    pieces instead of whole-array passes and temporaries.
-    """
-    numerical, abs_dv, rounding, eps = side
-    plus_side = aw_total = abs_aw_total = 0.0
-    aw_norm = _Norm()
-    size = min(a_v.size, _BLOCK)
-    aw_block, sign_block = np.empty(size), np.empty(size)
-    with np.errstate(over="ignore", invalid="ignore"):
-        for lo in range(0, a_v.size, _BLOCK):
-            hi = lo + _BLOCK
-            aw, signs = aw_block[: width[lo:hi].size], sign_block[: width[lo:hi].size]
-            np.multiply(a_v[lo:hi], width[lo:hi], out=aw, dtype=np.float64)  # a_i w_i
-            np.copyto(signs, positive[lo:hi], casting="unsafe")
-            # a . d = sum over + signs of a_i w_i minus the sum over - signs: 2 plus_side - total
-            plus_side += float(np.dot(aw, signs))
-            aw_total += float(np.sum(aw))
-            np.abs(aw, out=aw)
-            abs_aw_total += float(np.sum(aw))
-            aw_norm.add(aw)
-    analytical = 2.0 * plus_side - aw_total
-    hoeffding = (atol * step_length + rtol * aw_norm.value) / (1.0 - rtol)
-    accumulation = 4 * (a_v.size + outputs) * _U64 * (abs_aw_total + abs_dv) + 3 * a_v.size * _U64 * abs_aw_total
-    return _Group(0, a_v.size, analytical - numerical, numerical, hoeffding, eps * rounding,
-                  accumulation, analytical, backward_eps * aw_norm.value)
-
-
 def _random_upstream_groups(prober: _Prober, backward, grad_output, work, upstream_seed: int, signs, width, *,
                             rtol, atol, backward_eps):
     """One _Group per pair contracted with a random upstream gradient, each with its own backward call.
 
     The gradients are drawn again, whole this time and one at a time, from the
     Generator seeded upstream_seed that the pairs drew them from block by block.
+    Each group is a probe's (_probe_groups) with v and backward(v, x) in place of
+    grad_output and a: the outputs' side comes from prober.upstream_sides.
     """
     grad = np.asarray(grad_output)
     draws = np.random.default_rng(upstream_seed)
-    step_length = _norm(width)
     groups = []
-    for side, positive in zip(prober.upstream_sides, signs, strict=False):
+    for (numerical, abs_dv, rounding, eps), positive in zip(prober.upstream_sides, signs, strict=False):
         v = upstream_from_uniform(draws.random(grad.size, dtype=np.float32), grad.dtype).reshape(grad.shape)
         a_v = check_returned(backward(v, work), work.shape, "backward", "x")
-        groups.append(_random_upstream_group(side, np.asarray(a_v).reshape(-1), positive, width, grad.size,
-                                             rtol=rtol, atol=atol, backward_eps=backward_eps,
-                                             step_length=step_length))
+        # The outputs' float64 dot products add at most this to v . (f+ - f-).
+        side = (numerical, eps * rounding, 4 * grad.size * _U64 * abs_dv)
+        group, _ = _probe_groups([side], [positive], width, np.asarray(a_v).reshape(-1), rtol=rtol, atol=atol,
+                                 backward_eps=backward_eps)
+        groups.extend(group)
     return groups
