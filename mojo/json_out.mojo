@@ -1,6 +1,31 @@
-"""Minimal JSON writing: objects built key by key, floats in round-trip form."""
+"""Minimal JSON writing: objects built key by key, floats in round-trip form.
+
+JSON has no NaN, and the `NaN` token json.loads accepts carries neither the sign bit nor the
+payload, so a NaN is written as the string "nan:" + its 64 bits in hex (e.g. "nan:fff8000000000000",
+the default NaN an invalid x86 operation yields); lib.replica.twin reads it back to those bits.
+"""
+
+from math import isnan
+from memory import bitcast
 
 from float_text import float_repr
+
+
+fn nan_text(value: Float64) -> String:
+    """A NaN as the JSON string "nan:<16 lowercase hex digits of its bits>"."""
+    var bits = bitcast[DType.uint64](value)
+    var text = String('"nan:')
+    for shift in range(60, -4, -4):
+        var nibble = Int((bits >> UInt64(shift)) & 0xF)
+        text += chr(ord("0") + nibble) if nibble < 10 else chr(ord("a") + nibble - 10)
+    return text + '"'
+
+
+fn json_float(value: Float64) -> String:
+    """A float that reads back to the same bits: round-trip digits, or nan_text for a NaN."""
+    if isnan(value):
+        return nan_text(value)
+    return float_repr(value)
 
 
 fn json_string(text: String) -> String:
@@ -22,7 +47,7 @@ fn json_floats(values: List[Float64]) -> String:
     for i in range(len(values)):
         if i > 0:
             text += ", "
-        text += float_repr(values[i])
+        text += json_float(values[i])
     return text + "]"
 
 
@@ -48,7 +73,7 @@ struct JsonObject(Movable):
         self.raw(key, json_string(value) if len(value) > 0 else "null")
 
     fn float(mut self, key: String, value: Float64):
-        self.raw(key, float_repr(value))
+        self.raw(key, json_float(value))
 
     fn int_or_null(mut self, key: String, value: Int):
         """A negative value is written as null."""
@@ -62,6 +87,18 @@ struct JsonObject(Movable):
 
     fn floats(mut self, key: String, values: List[Float64]):
         self.raw(key, json_floats(values))
+
+    fn ints(mut self, key: String, values: List[Int]):
+        var items = List[String]()
+        for v in values:
+            items.append(String(v))
+        self.raw(key, json_array(items))
+
+    fn bools(mut self, key: String, values: List[Bool]):
+        var items = List[String]()
+        for v in values:
+            items.append("true" if v else "false")
+        self.raw(key, json_array(items))
 
     fn finish(self) -> String:
         return "{" + self.text + "}"

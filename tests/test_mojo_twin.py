@@ -7,9 +7,12 @@ skipping. Without it, the replica is still compared with the recorded Mojo run.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 
+import numpy as np
 import pytest
 
 from lib.replica import twin
@@ -23,7 +26,13 @@ def _twin(**settings) -> dict:
         if MUST_RUN:
             pytest.fail("WORKBOOK_REQUIRE_MOJO=1 but mojo is not installed (pip install -r requirements-mojo.txt)")
         pytest.skip("mojo is not installed (pip install -r requirements-mojo.txt)")
-    return twin.run_twin(**settings)
+    return copy.deepcopy(_run_once(tuple(sorted(settings.items()))))
+
+
+@functools.cache
+def _run_once(settings: tuple) -> dict:
+    """One compile and run per setting for the whole module (each costs about 10 s)."""
+    return twin.run_twin(**dict(settings))
 
 
 def test_the_replica_reproduces_the_recorded_mojo_run_bit_for_bit():
@@ -44,11 +53,38 @@ def test_the_mojo_twin_and_the_replica_agree_bit_for_bit(settings):
     assert comparison.agree, comparison.differences[:5]
 
 
+def test_the_mojo_twin_writes_a_nan_with_its_bits():
+    # eps = 1e-7 is below float32's spacing at 1.6 to 2.3: x + eps == x - eps, and 0 / 0 is NaN
+    mojo = _twin(eps=1e-7)
+    nans = {twin.encode_nans(v) for case in mojo["cases"] for v in case["numerical"] if v != v}
+    assert nans == {"nan:fff8000000000000"}
+    comparison = twin.compare(mojo, twin.replica_document(eps=1e-7))
+    assert comparison.agree, comparison.differences[:5]
+
+
 def test_the_mojo_twin_reproduces_the_original_failure():
     case = _twin()["cases"][0]
     assert twin.case_label(case) == "dropout float32 original nominal leaks stochastic reseed"
     assert case["message"] == "Gradient check failed for float32: gradient mismatch at index 0"
     assert case["mask"] == [1.0, 0.0, 0.0, 1.0, 0.0]
+
+
+def test_a_nan_agrees_only_with_a_nan_of_the_same_bits():
+    python = twin.replica_document()
+    case = python["cases"][3]
+    nan = float(np.array([0xFFF8000000000000], dtype=np.uint64).view(np.float64)[0])  # x86's default NaN
+    case["numerical"][0] = nan
+    both = json.loads(json.dumps(twin.encode_nans(python)))  # as the twin writes it: "nan:fff8000000000000"
+    assert both["cases"][3]["numerical"][0] == "nan:fff8000000000000"
+    assert twin.compare(twin.decode_nans(both), python).agree
+    one_side = twin.decode_nans(both)
+    one_side["cases"][3]["numerical"][0] = 1.0
+    other_sign = twin.decode_nans(both)
+    other_sign["cases"][3]["numerical"][0] = abs(nan)  # 7ff8000000000000: another operation's NaN
+    for mojo in (one_side, other_sign):
+        comparison = twin.compare(mojo, python)
+        assert not comparison.agree and len(comparison.differences) == 1
+        assert "numerical[0]" in comparison.differences[0] and "nan:fff8000000000000" in comparison.differences[0]
 
 
 def test_compare_names_a_number_that_differs_in_its_last_bit():

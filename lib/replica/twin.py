@@ -3,10 +3,10 @@
 The twin is this project's own small Mojo program: Mojo's generator, the
 original dropout and dropout2d, the failure-era checker and the complete fix,
 and the two tests, every number printed as JSON (float64 digits that read back
-exactly). `replica_document` builds the same document from `lib.replica`;
-`compare` lists every number that differs in its float64 bits. A Mojo run can
-be recorded (`record`) so that a machine without `mojo` still sees the last
-measured one.
+exactly; a NaN as its 64 bits, see `decode_nans`). `replica_document` builds
+the same document from `lib.replica`; `compare` lists every number that
+differs in its float64 bits. A Mojo run can be recorded (`record`) so that a
+machine without `mojo` still sees the last measured one.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ PINNED_MOJO = "0.25.7"
 RNG_SEEDS = {42: 12, 7: 3, 4294967338: 3, 2147483647: 3}
 ARRAYS = ("x", "mask", "analytical", "numerical", "step", "tolerance", "x_after")
 SCALARS = ("first_failing_index", "message")
+#: A NaN in the JSON: "nan:" and its 64 bits in hex (JSON's NaN token would lose sign and payload).
+NAN_PREFIX = "nan:"
 
 
 class MojoUnavailable(RuntimeError):
@@ -68,7 +70,7 @@ def run_twin(*, p: float | None = None, seed: int = 42, eps: float = 1e-5, timeo
                           timeout=timeout, cwd=MOJO_DIR)
     if done.returncode != 0:
         raise MojoUnavailable(f"the Mojo twin failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
-    document = json.loads(done.stdout)
+    document = decode_nans(json.loads(done.stdout))
     document["mojo_version"] = mojo_version(mojo)
     return document
 
@@ -90,6 +92,28 @@ def case_switches() -> list[dict]:
 
 def _numbers(values) -> list[float]:
     return [float(v) for v in np.asarray(values, dtype=np.float64).ravel()]
+
+
+def decode_nans(value):
+    """`value` with every "nan:<hex>" string replaced by the float64 NaN of exactly those bits."""
+    if isinstance(value, str) and value.startswith(NAN_PREFIX):
+        return float(np.array([int(value[len(NAN_PREFIX):], 16)], dtype=np.uint64).view(np.float64)[0])
+    if isinstance(value, list):
+        return [decode_nans(v) for v in value]
+    if isinstance(value, dict):
+        return {k: decode_nans(v) for k, v in value.items()}
+    return value
+
+
+def encode_nans(value):
+    """The inverse of `decode_nans`: every NaN float as "nan:<its 64 bits in hex>"."""
+    if isinstance(value, float) and value != value:
+        return f"{NAN_PREFIX}{int(np.array([value]).view(np.uint64)[0]):016x}"
+    if isinstance(value, list):
+        return [encode_nans(v) for v in value]
+    if isinstance(value, dict):
+        return {k: encode_nans(v) for k, v in value.items()}
+    return value
 
 
 def replica_case(switches: dict, *, p: float | None, seed: int, eps: float) -> dict:
@@ -120,6 +144,12 @@ def _bits(values) -> np.ndarray:
     return np.asarray(values, dtype=np.float64).view(np.uint64)
 
 
+def _shown(bits: np.uint64) -> str:
+    """A float64 by its bits: repr for a number, "nan:<hex>" for a NaN (whose repr hides sign and payload)."""
+    value = np.array([bits], dtype=np.uint64).view(np.float64)[0]
+    return encode_nans(float(value)) if np.isnan(value) else repr(float(value))
+
+
 @dataclass
 class Comparison:
     """What `compare` found: how many numbers agreed bit for bit, and every difference."""
@@ -139,6 +169,15 @@ class Comparison:
 
 
 def _compare_arrays(where: str, mojo, python, out: Comparison) -> None:
+    """Compare by all 64 bits, a NaN's sign and payload included.
+
+    A NaN on one side only differs from whatever the other side has, and two NaNs agree only
+    when their bits do. Both programs run the same IEEE operations on the same machine: an
+    invalid operation (0/0, inf - inf) gives that machine's default NaN in both (on x86 the
+    sign bit is set: fff8000000000000), and arithmetic passes a NaN operand's payload on. Two
+    NaNs with different bits therefore came from different operations, which is what this
+    comparison exists to find; the twin prints NaNs with their bits so that nothing is lost.
+    """
     mojo, python = _bits(mojo), _bits(python)
     if mojo.shape != python.shape:
         out.differences.append(f"{where}: {mojo.size} numbers from Mojo, {python.size} from the replica")
@@ -146,8 +185,7 @@ def _compare_arrays(where: str, mojo, python, out: Comparison) -> None:
     out.numbers += mojo.size
     out.identical += int(np.sum(mojo == python))
     for i in np.flatnonzero(mojo != python)[:3]:
-        out.differences.append(f"{where}[{i}]: Mojo {mojo[i:i + 1].view(np.float64)[0]!r}, "
-                               f"replica {python[i:i + 1].view(np.float64)[0]!r}")
+        out.differences.append(f"{where}[{i}]: Mojo {_shown(mojo[i])}, replica {_shown(python[i])}")
 
 
 def case_label(case: dict) -> str:
@@ -183,10 +221,10 @@ def compare(mojo: dict, python: dict) -> Comparison:
 def record(document: dict, path: Path = RECORDED_RUN) -> Path:
     """Write a Mojo run with its compiler version and date, for machines without `mojo`."""
     stamped = {"recorded": datetime.date.today().isoformat(), **document}
-    path.write_text(json.dumps(stamped) + "\n")
+    path.write_text(json.dumps(encode_nans(stamped), allow_nan=False) + "\n")
     return path
 
 
 def load_recorded(path: Path = RECORDED_RUN) -> dict:
     """The last recorded Mojo run (see `record`)."""
-    return json.loads(path.read_text())
+    return decode_nans(json.loads(path.read_text()))
