@@ -27,6 +27,7 @@ LAYERS = {
     "lib.diagnose": 2,
     "lib.replica": 2,
     "lib.catalogue": 3,
+    "lib.upstream": 3,
     "lib.workbook": 4,
     "lib.__main__": 5,
     "lib": 5,

@@ -10,7 +10,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from lib import _checks, replica
+from lib import _checks, replica, upstream
 from lib.replica import twin
 from lib.replica.printout import print_diagnostic
 from lib.workbook import processes, report, summary
@@ -90,6 +90,23 @@ def _add_mojo(commands) -> None:
     parser.add_argument("--verbose", action="store_true", help="print one line per case")
 
 
+def _add_upstream(commands) -> None:
+    parser = commands.add_parser(
+        "upstream", help="run the original library's gradient tests with the fixed Mojo checker",
+        description="Copy PATH (a checkout of the original library) to a temporary folder, put the fixed "
+                    "checker (mojo/upstream/) in place of its check_gradient, build each gradient test file "
+                    "once and run it with the fixed checker, the library's own one and the failure-era "
+                    "algorithm, with and without mutated gradients. PATH is never written to. Exit code 0 "
+                    "when every gradient test passes with the fixed checker at its original tolerance, "
+                    "1 when one does not, 2 on an error.")
+    parser.add_argument("path", type=Path, metavar="PATH", help="the original library's checkout")
+    parser.add_argument("--history", type=Path, default=None, metavar="GIT_DIR",
+                        help="git repository to read the original (27a95c94) tolerances from "
+                             "(default: PATH's own, when PATH is a git checkout)")
+    parser.add_argument("--commit", default=None, help="PATH's commit, for the report (default: PATH's HEAD)")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write every number to FILE")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lib",
@@ -101,13 +118,24 @@ def build_parser() -> argparse.ArgumentParser:
                "  python -m lib run --list               the notebooks and their parameters\n"
                "  python -m lib diagnose --dtype float64 the original test's numbers in float64\n"
                "  python -m lib mojo                     the Mojo twin against the replica\n"
+               "  python -m lib upstream ~/ProjectOdyssey the original's gradient tests, fixed checker\n"
                "'python -m lib COMMAND --help' describes each command.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_diagnose(commands)
     _add_run(commands)
     _add_mojo(commands)
+    _add_upstream(commands)
     return parser
+
+
+def _upstream(args) -> int:
+    try:
+        return upstream.run_upstream(args.path, history_dir=args.history, commit=args.commit,
+                                     json_path=args.json)
+    except (twin.MojoUnavailable, upstream.BuildFailed) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 def _mojo(args) -> int:
@@ -310,7 +338,7 @@ def main(argv=None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        commands = {"diagnose": _diagnose, "run": _run, "mojo": _mojo}
+        commands = {"diagnose": _diagnose, "run": _run, "mojo": _mojo, "upstream": _upstream}
         return commands[args.command](args)
     except (workbook.WorkbookError, processes.FolderBusy, ValueError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
