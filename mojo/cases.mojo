@@ -83,7 +83,7 @@ fn run_case[
     var realised = spec.divide_by == "realised"
     var result: CheckResult
     if spec.checker == "original":
-        result = original_check(
+        result = original_check[CheckedForward[dtype]](
             x,
             forward,
             grad_output,
@@ -95,7 +95,9 @@ fn run_case[
             spec.restore_input,
         )
     else:
-        result = fixed_check(x, forward, grad_output, analytical, tol.rtol, tol.atol, realised)
+        result = fixed_check[CheckedForward[dtype]](
+            x, forward, grad_output, analytical, tol.rtol, tol.atol, realised
+        )
     return _case_json(test, spec, seed_value, tol, first.mask, result, x)
 
 
@@ -130,6 +132,20 @@ fn _case_json[
     fields.floats("step", result.step)
     fields.floats("tolerance", result.tolerance)
     fields.floats("x_after", to_float64(x_after))
+    if spec.checker == "fixed":
+        add_fixed_fields(fields, result)
     fields.int_or_null("first_failing_index", result.first_failing)
     fields.string_or_null("message", failure_message[dtype](result.first_failing))
     return fields.finish()
+
+
+fn add_fixed_fields(mut fields: JsonObject, result: CheckResult):
+    """What only the fixed checker measures: the noise term, the verdicts, stage 2's record."""
+    fields.floats("noise", result.noise)
+    fields.bools("passed", result.passed)
+    fields.ints("halvings", result.halvings)
+    fields.floats("decided_step", result.decided_step)
+    fields.bools("subgradient", result.subgradient)
+    fields.floats("slope_plus", result.slope_plus)
+    fields.floats("slope_minus", result.slope_minus)
+    fields.int("forward_calls", result.forward_calls)

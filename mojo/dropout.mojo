@@ -9,6 +9,8 @@ unit, units in row-major order.
 
 from random import seed, random_float64
 
+from arithmetic import ForwardFunction
+
 
 fn dropout_scale[dtype: DType](p: Float64) -> Scalar[dtype]:
     """Inverted-dropout scale 1/(1-p), computed in Float64 and then rounded to the dtype."""
@@ -74,7 +76,7 @@ fn dropout_backward[
     return apply_mask(grad_output, mask, dropout_scale[dtype](p))
 
 
-struct CheckedForward[dtype: DType](Copyable, Movable):
+struct CheckedForward[element: DType](ForwardFunction):
     """The forward function a gradient checker calls on perturbed inputs.
 
     stochastic: runs dropout again, so it draws a new mask from the process-wide generator
@@ -82,11 +84,13 @@ struct CheckedForward[dtype: DType](Copyable, Movable):
     draws nothing.
     """
 
+    alias dtype = element
+
     var stochastic: Bool
     var p: Float64
     var seed_value: Int
     var plane: Int
-    var mask: List[Scalar[dtype]]
+    var mask: List[Scalar[element]]
 
     fn __init__(
         out self,
@@ -94,7 +98,7 @@ struct CheckedForward[dtype: DType](Copyable, Movable):
         p: Float64,
         seed_value: Int,
         plane: Int,
-        mask: List[Scalar[dtype]],
+        mask: List[Scalar[element]],
     ):
         self.stochastic = stochastic
         self.p = p
@@ -102,7 +106,7 @@ struct CheckedForward[dtype: DType](Copyable, Movable):
         self.plane = plane
         self.mask = mask.copy()
 
-    fn __call__(self, x: List[Scalar[dtype]]) -> List[Scalar[dtype]]:
+    fn __call__(self, x: List[Scalar[element]]) -> List[Scalar[element]]:
         if self.stochastic:
-            return channel_dropout[dtype](x, self.plane, self.p, self.seed_value).out.copy()
-        return apply_mask(x, self.mask, dropout_scale[dtype](self.p))
+            return channel_dropout[element](x, self.plane, self.p, self.seed_value).out.copy()
+        return apply_mask(x, self.mask, dropout_scale[element](self.p))

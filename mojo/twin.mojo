@@ -3,8 +3,9 @@
 Usage: mojo run -I <this dir> twin.mojo [--p P] [--seed S] [--eps E]
 
 The document holds raw draws of Mojo's process-wide generator ("rng") and, for the dropout and
-dropout2d tests in float32 and float64, every checker configuration ("cases"), so the Python
-replica can be compared with real Mojo bit for bit.
+dropout2d tests in float32 and float64, every checker configuration ("cases"), and the fixed
+checker on a few functions with kinks and exact zeros ("kinks"), so the Python replica can be
+compared with real Mojo bit for bit.
 """
 
 from random import random_float64, seed
@@ -13,6 +14,7 @@ from sys import argv, exit, stderr
 from cases import Tolerances, all_case_specs, run_case
 from inputs import TestInput, dropout2d_input, dropout_input
 from json_out import JsonObject, json_array
+from kink_cases import all_kink_cases
 
 
 struct Options(Copyable, Movable):
@@ -104,4 +106,13 @@ fn build_document() raises -> String:
     append_cases(cases, dropout2d_input[DType.float32](p_dropout2d), options)
     append_cases(cases, dropout2d_input[DType.float64](p_dropout2d), options)
 
-    return '{"rng": ' + rng + ',\n "cases": ' + json_array(cases, ",\n  ") + "}"
+    var kinks = json_array(all_kink_cases(), ",\n  ")
+    return (
+        '{"rng": '
+        + rng
+        + ',\n "cases": '
+        + json_array(cases, ",\n  ")
+        + ',\n "kinks": '
+        + kinks
+        + "}"
+    )

@@ -41,7 +41,7 @@ def test_the_replica_reproduces_the_recorded_mojo_run_bit_for_bit():
     assert recorded["mojo_version"].startswith(f"Mojo {twin.PINNED_MOJO}")
     comparison = twin.compare(recorded, twin.replica_document(**settings))
     assert comparison.agree, comparison.differences[:5]
-    assert comparison.cases == 96 and comparison.numbers > 12_000
+    assert comparison.cases == 96 and comparison.kinks == 3 and comparison.numbers == 16_986
 
 
 @pytest.mark.parametrize("settings", [{}, {"p": 0.1, "seed": 7, "eps": 1e-4}, {"seed": 0}],
@@ -67,6 +67,26 @@ def test_the_mojo_twin_reproduces_the_original_failure():
     assert twin.case_label(case) == "dropout float32 original nominal leaks stochastic reseed"
     assert case["message"] == "Gradient check failed for float32: gradient mismatch at index 0"
     assert case["mask"] == [1.0, 0.0, 0.0, 1.0, 0.0]
+
+
+def _kinks_as_stated(kinks: list[dict]) -> None:
+    """docs/checking_at_kinks.md's table, for the twin's kink cases (either language's)."""
+    relu, zeroing, centre = kinks
+    assert [relu["halvings"], relu["subgradient"], relu["passed"]] == [
+        [7, 2, 0, 0], [False, True, False, False], [True] * 4]
+    assert relu["numerical"][0] == 1.0 and relu["decided_step"][0] == 0.004921566601151848 / 2**7
+    assert [relu["slope_minus"][1], relu["slope_plus"][1]] == [0.0, 1.0]  # the analytical 0 lies between
+    assert zeroing["passed"] == [False, True, True, True] and zeroing["first_failing_index"] == 0
+    assert zeroing["halvings"][0] == 7 and zeroing["numerical"][0] == 1.0 and not zeroing["subgradient"][0]
+    assert relu["forward_calls"] == 2 * 4 + 1 + 2 * (7 + 2)  # default steps, y0 once, two per halving
+    assert centre["passed"] == [True] * 5 and centre["halvings"] == [0] * 5 and centre["forward_calls"] == 10
+    rounding = [i for i in range(5) if abs(centre["numerical"][i]) > centre["tolerance"][i] - centre["noise"][i]]
+    assert rounding == [0, 1, 2]  # without the noise term these measured roundings would fail
+
+
+def test_the_kink_cases_are_decided_as_the_specification_says_in_the_replica_and_in_mojo():
+    _kinks_as_stated(twin.replica_kinks())
+    _kinks_as_stated(twin.load_recorded()["kinks"])
 
 
 def test_a_nan_agrees_only_with_a_nan_of_the_same_bits():

@@ -12,6 +12,7 @@ from lib.replica import (
     ORIGINAL_VALUES,
     MojoRandom,
     dropout2d_values,
+    fixed_check_gradient,
     mojo_random_float64,
     original_check_gradient,
     original_dropout,
@@ -448,3 +449,52 @@ def test_the_leak_moves_the_callers_x_but_not_the_numbers_of_the_original_test()
     written = (leaked.x_before.astype(np.float64) - 1e-5).astype(np.float32)
     assert np.array_equal(leaked.x_after, written)
     assert np.array_equal(restored.x_after, restored.x_before)
+
+
+# --- the fixed checker's noise term and halving steps (docs/checking_at_kinks.md) ---------------
+
+
+def _fixed(forward, backward, values, dtype=np.float32):
+    x = np.array(values, dtype=dtype)
+    return fixed_check_gradient(forward, backward, x, np.ones_like(x))
+
+
+def _relu(z):
+    return np.maximum(z, z.dtype.type(0))
+
+
+def test_the_fixed_checker_calls_forward_for_y0_only_when_an_element_reaches_the_halving_steps():
+    passing = _fixed(lambda z: 3 * z, lambda g, z: 3 * g, [0.5, -1.0])
+    assert passing.passed and passing.forward_calls == 4 and passing.halvings.tolist() == [0, 0]
+    kinked = _fixed(_relu, lambda g, z: g * (z > 0), [1e-4, 0.5])
+    assert kinked.passed and kinked.halvings.tolist() == [7, 0]
+    assert kinked.forward_calls == 4 + 1 + 2 * 7
+
+
+def test_a_jump_in_the_second_derivative_converges_at_the_first_halving():
+    def smooth_l1(z):  # beta = 1, measured at |d| = beta
+        d = np.abs(z)
+        return np.where(d < 1, 0.5 * z * z, d - z.dtype.type(0.5)).astype(z.dtype)
+
+    result = _fixed(smooth_l1, lambda g, z: g * np.clip(z, -1, 1), [1.0])
+    assert abs(1 - result.numerical[0]) < 1e-3 and result.passed  # 1 - h/4 at k = 1
+    assert result.halvings.tolist() == [1] and not result.subgradient[0]
+
+
+def test_a_backward_wrong_everywhere_fails_at_the_first_settled_step():
+    result = _fixed(lambda z: z * z, lambda g, z: 3 * g * z, [0.75], dtype=np.float64)
+    assert not result.passed and result.halvings.tolist() == [1] and not result.subgradient[0]
+    assert result.numerical[0] == pytest.approx(1.5, rel=1e-9)
+
+
+def test_a_kink_at_the_point_passes_a_value_between_the_one_sided_slopes_and_fails_another():
+    for analytical, passes in ((0.0, True), (0.25, True), (1.0, True), (2.0, False)):
+        result = _fixed(_relu, lambda g, z, a=analytical: np.full_like(z, a), [0.0])
+        assert result.subgradient[0] and result.halvings[0] == 2 and result.passed == passes
+        assert (result.slope_minus[0], result.slope_plus[0]) == (0.0, 1.0)
+        assert result.first_failing_index == (None if passes else 0)
+
+
+def test_a_non_finite_analytical_value_fails_without_the_halving_steps():
+    result = _fixed(lambda z: 2 * z, lambda g, z: np.full_like(z, np.nan), [0.5])
+    assert not result.passed and result.forward_calls == 2 and result.halvings.tolist() == [0]

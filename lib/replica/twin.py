@@ -2,11 +2,13 @@
 
 The twin is this project's own small Mojo program: Mojo's generator, the
 original dropout and dropout2d, the failure-era checker and the complete fix,
-and the two tests, every number printed as JSON (float64 digits that read back
-exactly; a NaN as its 64 bits, see `decode_nans`). `replica_document` builds
-the same document from `lib.replica`; `compare` lists every number that
-differs in its float64 bits. A Mojo run can be recorded (`record`) so that a
-machine without `mojo` still sees the last measured one.
+the two tests, and the complete fix on a few functions with kinks and exact
+zeros (`lib.replica.kink_cases`), every number printed as JSON (float64 digits
+that read back exactly; a NaN as its 64 bits, see `decode_nans`).
+`replica_document` builds the same document from `lib.replica`; `compare`
+lists every number that differs in its float64 bits. A Mojo run can be
+recorded (`record`) so that a machine without `mojo` still sees the last
+measured one.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lib.replica.kink_cases import kink_cases, run_kink_case
 from lib.replica.rng import MojoRandom, mojo_random_float64
 from lib.replica.run import replay_original_test
 
@@ -33,6 +36,9 @@ PINNED_MOJO = "0.25.7"
 RNG_SEEDS = {42: 12, 7: 3, 4294967338: 3, 2147483647: 3}
 ARRAYS = ("x", "mask", "analytical", "numerical", "step", "tolerance", "x_after")
 SCALARS = ("first_failing_index", "message")
+#: What only the fixed checker records: its noise term, verdicts and stage-2 steps, per element.
+FIXED_ARRAYS = ("noise", "passed", "halvings", "decided_step", "subgradient", "slope_plus", "slope_minus")
+KINK_ARRAYS = ("x", "analytical", "numerical", "step", "tolerance", *FIXED_ARRAYS)
 #: A NaN in the JSON: "nan:" and its 64 bits in hex (JSON's NaN token would lose sign and payload).
 NAN_PREFIX = "nan:"
 
@@ -116,6 +122,27 @@ def encode_nans(value):
     return value
 
 
+def _fixed_fields(r) -> dict:
+    """The fixed checker's own record (FixedCheckResult) in the twin's JSON layout."""
+    fields = {key: _numbers(getattr(r, "element_passed" if key == "passed" else key)) for key in FIXED_ARRAYS}
+    fields["passed"] = [bool(v) for v in fields["passed"]]
+    fields["subgradient"] = [bool(v) for v in fields["subgradient"]]
+    fields["halvings"] = [int(v) for v in fields["halvings"]]
+    return {**fields, "forward_calls": r.forward_calls}
+
+
+def replica_kinks() -> list[dict]:
+    """The twin's "kinks" section: the fixed checker on lib.replica.kink_cases."""
+    out = []
+    for name, forward, backward, x in kink_cases():
+        r = run_kink_case(forward, backward, x)
+        out.append({"name": name, "dtype": str(x.dtype), "x": _numbers(x), "analytical": _numbers(r.analytical),
+                    "numerical": _numbers(r.numerical), "step": _numbers(r.step),
+                    "tolerance": _numbers(r.tolerance), **_fixed_fields(r),
+                    "first_failing_index": r.first_failing_index})
+    return out
+
+
 def replica_case(switches: dict, *, p: float | None, seed: int, eps: float) -> dict:
     """One case as the replica computes it, in the twin's JSON layout."""
     keywords = {**switches, "seed": seed, "eps": eps}
@@ -123,10 +150,11 @@ def replica_case(switches: dict, *, p: float | None, seed: int, eps: float) -> d
         keywords["p"] = p
     run = replay_original_test(**keywords)
     r = run.result
+    fixed = _fixed_fields(r) if switches["checker"] == "fixed" else {}
     return {**switches, "p": run.switches["p"], "seed": seed, "eps": eps, "rtol": r.rtol, "atol": r.atol,
             "x": _numbers(run.x_before), "mask": _numbers(run.test_mask), "analytical": _numbers(r.analytical),
             "numerical": _numbers(r.numerical), "step": _numbers(r.step), "tolerance": _numbers(r.tolerance),
-            "x_after": _numbers(run.x_after), "first_failing_index": r.first_failing_index,
+            "x_after": _numbers(run.x_after), **fixed, "first_failing_index": r.first_failing_index,
             "message": None if run.message is None else run.message.splitlines()[0]}
 
 
@@ -137,6 +165,7 @@ def replica_document(*, p: float | None = None, seed: int = 42, eps: float = 1e-
         "rng": {"fresh": _numbers(fresh),
                 "seeded": [{"seed": s, "draws": _numbers(mojo_random_float64(s, n))} for s, n in RNG_SEEDS.items()]},
         "cases": [replica_case(c, p=p, seed=seed, eps=eps) for c in case_switches()],
+        "kinks": replica_kinks(),
     }
 
 
@@ -157,6 +186,7 @@ class Comparison:
     numbers: int = 0
     identical: int = 0
     cases: int = 0
+    kinks: int = 0
     differences: list[str] = field(default_factory=list)
 
     @property
@@ -165,7 +195,8 @@ class Comparison:
 
     def summary(self) -> str:
         state = "identical" if self.agree else f"{len(self.differences)} DIFFERENCES"
-        return f"{self.identical}/{self.numbers} numbers in {self.cases} cases bit for bit: {state}"
+        kinks = f" and {self.kinks} kink cases" if self.kinks else ""
+        return f"{self.identical}/{self.numbers} numbers in {self.cases} cases{kinks} bit for bit: {state}"
 
 
 def _compare_arrays(where: str, mojo, python, out: Comparison) -> None:
@@ -188,6 +219,15 @@ def _compare_arrays(where: str, mojo, python, out: Comparison) -> None:
         out.differences.append(f"{where}[{i}]: Mojo {_shown(mojo[i])}, replica {_shown(python[i])}")
 
 
+def _compare_values(where: str, mojo, python, out: Comparison) -> None:
+    """An index, count or message, compared by value."""
+    out.numbers += 1
+    if mojo == python:
+        out.identical += 1
+    else:
+        out.differences.append(f"{where}: Mojo {mojo!r}, replica {python!r}")
+
+
 def case_label(case: dict) -> str:
     keys = ("test", "dtype", "checker", "divide_by", "restore_input", "forward", "rng")
     return " ".join(f"{case[k]}" if k != "restore_input" else ("restores" if case[k] else "leaks") for k in keys)
@@ -207,15 +247,26 @@ def compare(mojo: dict, python: dict) -> Comparison:
             out.differences.append(f"case order differs: Mojo {case_label(m)!r}, replica {label!r}")
             continue
         out.cases += 1
-        for key in ARRAYS:
-            _compare_arrays(f"{label}: {key}", m[key], p[key], out)
-        for key in SCALARS:
-            out.numbers += 1
-            if m[key] == p[key]:
-                out.identical += 1
-            else:
-                out.differences.append(f"{label}: {key}: Mojo {m[key]!r}, replica {p[key]!r}")
+        fixed = p["checker"] == "fixed"
+        for key in ARRAYS + (FIXED_ARRAYS if fixed else ()):
+            _compare_arrays(f"{label}: {key}", m.get(key, []), p[key], out)
+        for key in SCALARS + (("forward_calls",) if fixed else ()):
+            _compare_values(f"{label}: {key}", m.get(key), p[key], out)
+    _compare_kinks(mojo.get("kinks", []), python["kinks"], out)
     return out
+
+
+def _compare_kinks(mojo: list[dict], python: list[dict], out: Comparison) -> None:
+    if [m["name"] for m in mojo] != [p["name"] for p in python]:
+        out.differences.append(f"kink cases differ: Mojo {[m['name'] for m in mojo]}, "
+                               f"replica {[p['name'] for p in python]}")
+        return
+    for m, p in zip(mojo, python, strict=True):
+        out.kinks += 1
+        for key in KINK_ARRAYS:
+            _compare_arrays(f"kink {p['name']}: {key}", m[key], p[key], out)
+        for key in ("forward_calls", "first_failing_index"):
+            _compare_values(f"kink {p['name']}: {key}", m[key], p[key], out)
 
 
 def record(document: dict, path: Path = RECORDED_RUN) -> Path:
