@@ -92,7 +92,7 @@ struct CheckResult(Copyable, Movable):
         """Stage 2's verdict for element i, and its last measurement where it made one."""
         self.passed[i] = decision.passed
         self.subgradient[i] = decision.subgradient
-        self.forward_calls += 2 * decision.halvings
+        self.forward_calls += 3 * decision.halvings  # both points and y0's repeat
         if not decision.measured:
             return
         var last = decision.last.copy()
@@ -195,7 +195,8 @@ fn fixed_check[
     differenced element by element before summing, the slope kept in Float64, and the pass
     rule |a - n| <= atol + rtol * max(|a|, |n|) + noise, the noise bounding the outputs'
     rounding. Stage 2: if an element with a finite analytical value failed, y0 = forward(x)
-    once, then each such element, in index order, at halving steps (kinks.mojo). With
+    once, then each such element, in index order, at halving steps (kinks.mojo), each step with
+    forward(x) once more: a forward that does not repeat y0 fails that element and ends stage 2. With
     divide_by_realised False, stage 1 divides slope and noise by 2 * h0; stage 2 always uses
     the realised widths.
     """
@@ -244,6 +245,8 @@ fn fixed_check[
             atol,
         )
         result.settle(i, decision, rtol, atol)
+        if not decision.repeated:
+            break  # a forward that does not repeat itself: no later element enters stage 2
     result.refresh_first_failing()
     return result^
 

@@ -4,7 +4,7 @@ docs/checking_at_kinks.md is the specification; lib/replica/kinks.py is the same
 (its docstring lists the choices the specification leaves open, made the same way here).
 """
 
-from math import isfinite
+from math import isfinite, isnan
 
 from arithmetic import (
     ForwardFunction,
@@ -48,6 +48,7 @@ struct Decision(Copyable, Movable):
     var subgradient: Bool
     var measured: Bool
     var last: Measurement
+    var repeated: Bool
 
 
 fn measure[
@@ -91,6 +92,19 @@ fn measure[
     )
 
 
+fn repeats[dtype: DType](again: List[Scalar[dtype]], first: List[Scalar[dtype]]) -> Bool:
+    """Whether a second forward(x) gave the first one's outputs: equal, or NaN where the first was NaN.
+    """
+    if len(again) != len(first):
+        return False
+    for j in range(len(first)):
+        var p = Float64(again[j])
+        var q = Float64(first[j])
+        if not (p == q or (isnan(p) and isnan(q))):
+            return False
+    return True
+
+
 fn sides_settled(now: Measurement, before: Measurement, rtol: Float64, atol: Float64) -> Bool:
     """Each one-sided slope within its own band and noises of its value at the previous step."""
     var plus = (
@@ -127,13 +141,16 @@ fn remeasure[
     var before = no_measurement()
     var have_before = False
     var kinks_throughout = True
-    var last = Decision(False, 0, 0.0, False, False, no_measurement())
+    var last = Decision(False, 0, 0.0, False, False, no_measurement(), True)
     for k in range(1, K_MAX + 1):
         h = h * 0.5
         var now = measure(forward, x, grad, y0, index, old, h)
         if now.width == 0.0:
             return last^  # the step is below the dtype's spacing
-        last = Decision(False, k, h, False, True, now.copy())
+        if not repeats(forward(x.copy()), y0):
+            # forward(x) changed between two calls: agreement at these steps may be chance
+            return Decision(False, k, h, False, True, now^, False)
+        last = Decision(False, k, h, False, True, now.copy(), True)
         if now.noise > band(a, now.numerical, rtol, atol):
             return last^  # rounding exceeds the tolerance: smaller steps only add rounding
         var settled = (
@@ -148,7 +165,7 @@ fn remeasure[
             and isfinite(now.numerical)
             and abs(a - now.numerical) <= band(a, now.numerical, rtol, atol) + now.noise
         ):
-            return Decision(True, k, h, False, True, now^)
+            return Decision(True, k, h, False, True, now^, True)
         if settled and not kink:
             return last^  # converged elsewhere: smooth here, and its slope is not a
         kinks_throughout = kinks_throughout and kink
@@ -164,7 +181,7 @@ fn remeasure[
                 and isfinite(now.plus)
                 and isfinite(now.minus)
             )
-            return Decision(inside, k, h, True, True, now^)
+            return Decision(inside, k, h, True, True, now^, True)
         previous_n = now.numerical
         previous_v = now.noise
         before = now^

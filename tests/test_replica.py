@@ -468,7 +468,25 @@ def test_the_fixed_checker_calls_forward_for_y0_only_when_an_element_reaches_the
     assert passing.passed and passing.forward_calls == 4 and passing.halvings.tolist() == [0, 0]
     kinked = _fixed(_relu, lambda g, z: g * (z > 0), [1e-4, 0.5])
     assert kinked.passed and kinked.halvings.tolist() == [7, 0]
-    assert kinked.forward_calls == 4 + 1 + 2 * 7
+    assert kinked.forward_calls == 4 + 1 + 3 * 7  # y0, then both points and y0's repeat per halving
+
+
+def test_a_forward_that_does_not_repeat_itself_rarely_passes_at_smaller_steps(monkeypatch):
+    # relu of x with a fresh dropout mask per call (p = 0.1, the backward scaled for the mean):
+    # element 0 sits on the kink's side at 1e-4 and reaches the halving steps, where the masks
+    # often agree by chance. y0's repeat at every step catches most of it.
+    def passes(trials=400):
+        rng = np.random.default_rng(3)
+
+        def stochastic(z):
+            return (_relu(z) * (rng.random(z.shape) > 0.1) / 0.9).astype(z.dtype)
+
+        return sum(_fixed(stochastic, lambda g, z: g * (z > 0) / 0.9, [1e-4, 0.5, 0.25]).passed
+                   for _ in range(trials))
+
+    with_repeats = passes()
+    monkeypatch.setattr("lib.replica.kinks.repeats", lambda again, first: True)
+    assert with_repeats <= 0.03 * 400 < 0.25 * 400 <= passes()
 
 
 def test_a_jump_in_the_second_derivative_converges_at_the_first_halving():

@@ -33,7 +33,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from lib.gradcheck import GradCheckResult, build_result
-from lib.replica.kinks import Decision, Probe, band, divide, remeasure, rounding_bound, sequential_sum, unit_roundoff
+from lib.replica.kinks import (
+    Decision,
+    Probe,
+    band,
+    divide,
+    remeasure,
+    rounding_bound,
+    sequential_sum,
+    unit_roundoff,
+)
 
 
 def _forward64(forward, x: np.ndarray) -> np.ndarray:
@@ -140,7 +149,9 @@ def fixed_check_gradient(forward, backward, x: np.ndarray, grad_output: np.ndarr
     Stage 1 measures every element at the default step and passes it when
     |a - n| <= atol + rtol * max(|a|, |n|) + noise. Then, if any element with a
     finite analytical value failed, y0 = forward(x) is computed once and each
-    such element, in index order, goes through stage 2 (lib.replica.kinks).
+    such element, in index order, goes through stage 2 (lib.replica.kinks),
+    which calls forward(x) again at every step: once it differs from y0, that
+    element fails and stage 2 ends (the forward does not repeat itself).
     divide_by="nominal" divides stage 1's slope and noise by 2*h instead of the
     realised width (to show what the step size alone buys); stage 2 always uses
     the realised widths.
@@ -164,8 +175,10 @@ def fixed_check_gradient(forward, backward, x: np.ndarray, grad_output: np.ndarr
     for i in again:
         decision = remeasure(probe, i, a[i], (m["numerical"][i], m["noise"][i], float(half[i])),
                              rtol=rtol, atol=atol)
-        calls += 2 * decision.halvings
+        calls += 3 * decision.halvings  # both points and y0's repeat at every step
         _settle(record, m, i, decision)
+        if not decision.repeated:
+            break  # a forward that does not repeat itself: no later element enters stage 2
     tolerance = [band(a[i], m["numerical"][i], rtol, atol) + m["noise"][i] for i in range(n)]
     shaped = {key: np.asarray(values).reshape(x.shape) for key, values in {**record, **m}.items()}
     return FixedCheckResult(

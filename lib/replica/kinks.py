@@ -76,6 +76,12 @@ def rounding_bound(grad: list[float], first: list[float], second: list[float], u
     return (NOISE_FACTOR * u) * total
 
 
+def repeats(again: list[float], first: list[float]) -> bool:
+    """Whether a second forward(x) gave the first one's outputs: equal, or NaN where the first was NaN."""
+    return len(again) == len(first) and all(p == q or (math.isnan(p) and math.isnan(q))
+                                            for p, q in zip(again, first, strict=True))
+
+
 def divide(p: float, q: float) -> float:
     """p / q in float64 with IEEE results for q == 0 (inf or NaN) instead of an exception."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -104,6 +110,7 @@ class Decision:
     step: float = 0.0
     subgradient: bool = False
     last: Measurement | None = None
+    repeated: bool = True
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,9 @@ class Probe:
     grad: list[float]
     y0: list[float]
     u: float
+
+    def outputs_at_x(self) -> list[float]:
+        return np.asarray(self.forward(self.x.copy()), dtype=np.float64).ravel().tolist()
 
     def outputs(self, index: int, value) -> list[float]:
         moved = self.x.copy()
@@ -163,6 +173,9 @@ def remeasure(probe: Probe, index: int, analytical: float, default: tuple[float,
         now = measure(probe, index, old, h)
         if now is None:
             return last  # the step is below the dtype's spacing
+        if not repeats(probe.outputs_at_x(), probe.y0):
+            # forward(x) changed between two calls: agreement at these steps may be chance
+            return Decision(False, k, h, last=now, repeated=False)
         last = Decision(False, k, h, last=now)
         if now.noise > band(a, now.numerical, rtol, atol):
             return last  # rounding exceeds the tolerance: smaller steps only add rounding
