@@ -56,6 +56,24 @@ def drop_probability(p) -> float:
     return p
 
 
+def largest_drop_probability(dtype) -> float:
+    """The largest p whose scale 1/(1-p) is finite in `dtype`, rounded down to six decimals
+    (so that the number printed is itself accepted): 0.999984 for float16, 1.0 for wider dtypes."""
+    largest = float(np.finfo(dtype_from_name(dtype)).max)
+    return math.floor((1 - 1 / largest) * 1e6) / 1e6
+
+
+def drop_probability_for(p, dtype) -> float:
+    """A drop probability whose scale 1/(1-p) is finite in `dtype` (float16 overflows near p = 1)."""
+    p = drop_probability(p)
+    bound = largest_drop_probability(dtype)
+    if p > bound:
+        name = dtype_from_name(dtype).name
+        raise ValueError(f"p must be in [0, {bound:g}] for {name}, where the scale 1/(1-p) must stay "
+                         f"finite (at most {float(np.finfo(name).max):g}); got {p!r}")
+    return p
+
+
 def non_negative(value, name: str) -> float:
     value = real_number(value, name)
     if math.isnan(value) or value < 0.0 or math.isinf(value):
