@@ -18,11 +18,29 @@ pair and names the most likely cause:
                               the dtype and step (rounding) or, with no jump
                               within the step, truncation at a kink or bend
     input-mutation            forward or backward writes into an array it is given
+    inconclusive              (no cause) the mismatch would blame the backward, but
+                              calls at x could not establish that the forward is
+                              deterministic (e.g. it returned only zeros)
+
+Every pass judges by check_gradient's rule, |a - n| <= atol + rtol * max(|a|, |n|)
++ noise, the noise term lib.gradcheck.arithmetic's (the outputs' rounding and
+a float64 re-measurement at the same points). Where check_gradient passes,
+diagnose does not report a failure or a precision problem: an `ok` finding
+says how much of the difference the noise term explained. (With
+divide_by="nominal" the caller's check is the failure-era checker's, whose
+rule had no noise term.)
 
 The evidence, all from calls of the user's own functions:
 
 1. Determinism: forward at the same x, three times (before and after all the
    other calls), compared bit for bit; backward twice with the same arguments.
+   Three identical calls prove little when the outputs are few or zero (a
+   fresh dropout mask at p = 0.9 drops a lone element on most calls), so a
+   blame of the backward that rests on the forward's slopes waits for more
+   identical calls at x: enough that a forward dropping each output with
+   probability 0.05 to 0.95 would agree by chance with probability below
+   1e-3 (lib.diagnose.determinism). Any difference makes the finding
+   nondeterministic-forward; only zeros, inconclusive.
 2. Mutation: every call gets a private copy, compared with the original after
    the call. The caller's arrays are never passed in, so never changed.
 3. Probes: besides the user's grad_output, two random ones (from a Generator
@@ -58,18 +76,25 @@ The evidence, all from calls of the user's own functions:
    mean a mask mismatch.
 
 The package: `findings` (codes, Finding, Diagnosis), `evidence` (calling the
-user's functions, one dense pass), `patterns` (reading slopes and masks),
-`jumps` (a jump inside the step), `precision` (budgets, precision findings),
-`rules` (the ordered rule table that attributes a real error), `run`
-(diagnose itself). Nothing here is called by lib.gradcheck: a failing check
-says how to call `diagnose`, and the caller decides to pay for it.
+user's functions, one dense pass judged by check_gradient's rule),
+`determinism` (how much identical calls at x prove), `patterns` (reading
+slopes and masks), `jumps` (a jump inside the step), `precision` (budgets,
+precision findings), `rules` (the ordered rule table that attributes a real
+error), `run` (diagnose itself). Nothing here is called by lib.gradcheck: a
+failing check says how to call `diagnose`, and the caller decides to pay for it.
 
 The cost is one dense check (2 forward calls per element of x), plus one or
-two more when the check fails, plus at most 17 forward calls at single points
-(3 at x, up to 14 in one jump search) and 5 backward calls per dense pass.
+two more when the check fails, plus, as in check_gradient, 2 calls per
+element that fails the plain rule in float16/float32 (its float64
+re-measurement), plus 3 forward calls at x and up to 14 in one jump search,
+and 5 backward calls per dense pass. A blame of the backward read from the
+forward's slopes adds calls at x: none for an output with 45 or more nonzero
+values, about 135 / m - 3 for m nonzero values (11 more for m = 10), at most
+132 more (m <= 1). A passing check and an ordinary deterministic forward pay
+nothing extra.
 """
 
-from lib.diagnose.findings import CODES, HYPOTHESES, Diagnosis, Finding, Trial
+from lib.diagnose.findings import CODES, HYPOTHESES, INCONCLUSIVE, Diagnosis, Finding, Trial
 from lib.diagnose.run import DIVIDE_BY, diagnose
 
-__all__ = ["CODES", "DIVIDE_BY", "HYPOTHESES", "Diagnosis", "Finding", "Trial", "diagnose"]
+__all__ = ["CODES", "DIVIDE_BY", "HYPOTHESES", "INCONCLUSIVE", "Diagnosis", "Finding", "Trial", "diagnose"]

@@ -6,17 +6,24 @@ once and contracts the output differences with several upstream gradients at
 once, so the caller's grad_output and the random probes cost no extra forward
 calls; on the way it reads each element's local slope and whether other
 outputs moved (is the forward elementwise?).
+
+A pass judges by check_gradient's own rule, |a - n| <= atol + rtol * max(|a|, |n|)
++ noise: the noise term comes from lib.gradcheck.arithmetic, given the same
+outputs the pass measured (the rounding sums cost no call) and, for an element
+that still fails, its re-measurement in float64 at the same points (2 calls).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from lib.diagnose.findings import Finding, Trial, finding
 from lib.gradcheck import sweep
-from lib.gradcheck.differences import numeric_output
+from lib.gradcheck.arithmetic import plain_failures, remeasure_in_float64, rounding_slack
+from lib.gradcheck.differences import Differences, numeric_output, unit_roundoff
 from lib.gradcheck.result import tolerance_for
 from lib.gradcheck.steps import _realised_points
 
@@ -35,6 +42,7 @@ class Session:
         self.mutations: dict[tuple[str, str], tuple[int, int, int, float, float]] = {}
         self.out_shape: tuple | None = None
         self.out_dtype = np.dtype(np.float64)  # of forward's first output: the blocks of a pass store it as is
+        self.nonzero_seen = False  # has any call of forward returned a nonzero output?
 
     def record(self, who: str, what: str, before: np.ndarray, after: np.ndarray) -> None:
         if (who, what) in self.mutations or np.array_equal(before, after, equal_nan=True):
@@ -55,6 +63,7 @@ class Session:
                 self.out_dtype = raw.dtype
             # Copy at once: an output that is a view of `arg` must not change later.
             out = np.array(raw, dtype=np.float64)
+            self.nonzero_seen = self.nonzero_seen or bool(np.any(out))
         except Exception as error:
             if strict:
                 raise
@@ -102,6 +111,13 @@ class Pass:
     `realised`: machine eps of x's dtype times the probe-weighted size of
     the outputs that changed, over the realised step (inf where x+eps and
     x-eps round to the same value).
+    slack: (k, n) check_gradient's noise term for `realised` (zero where the
+    plain rule passes); checker_calls: the forward calls check_gradient
+    spends on it (2 per element failing the plain rule, 2 more per element
+    re-measured in float64).
+    divide_by: how `numerical` is divided; the noise term applies to the
+    realised division only (the nominal one is the failure-era checker's,
+    whose rule had none).
     slope: (n,) d out_i / d x_i (realised step) when out.size == n, else None;
     cross: (n,) max |d out_j / d x_i| over j != i, same condition.
     homogeneous: (n,) backward(-2 r1) for the first random probe r1.
@@ -125,11 +141,19 @@ class Pass:
     x: np.ndarray
     rtol: float
     atol: float
+    slack: np.ndarray
+    checker_calls: int = 0
+    divide_by: str = "realised"
 
-    def ratios(self, which: str = "numerical") -> np.ndarray:
-        """(k, n) |a - n| / tolerance; NaN (a zero-width step) counts as a failure."""
+    def ratios(self, which: str = "numerical", noise: bool = True) -> np.ndarray:
+        """(k, n) |a - n| / tolerance, check_gradient's rule; NaN (a zero-width step) counts as a failure.
+
+        noise=False: the plain rule, without the arithmetic's noise term.
+        """
         a, n = self.analytical, getattr(self, which)
         tol = tolerance_for(a, n, self.rtol, self.atol)
+        if noise and (which == "realised" or self.divide_by == "realised"):
+            tol = tol + self.slack
         with np.errstate(divide="ignore", invalid="ignore"):
             r = np.abs(a - n) / tol
         r[(a == n) & (tol == 0)] = 0.0
@@ -153,16 +177,18 @@ def probe_arrays(grad_output: np.ndarray, randoms: np.ndarray, dtype: np.dtype) 
 
 
 def _column(y_plus: np.ndarray, y_minus: np.ndarray, i: int, weights: np.ndarray, elementwise: bool):
-    """What one pair of forward calls measured: (projected (k,), noise sums (k,), slope, cross).
+    """What one pair of forward calls measured: (projected (k,), noise sums (k,), checker's sums (k,),
+    slope, cross).
 
     Only the outputs where the two calls differ are differenced (a comparison
     in their own dtype finds them exactly; the others cancel exactly and count
     nothing). Outputs that changed carry a rounding error of about one unit of
     their size, and so does x_i's own output (it may round to the same value
-    on both sides), and every output when none changed.
+    on both sides), and every output when none changed. The checker's sums
+    are check_gradient's own (`sweep.contract`), over the outputs that changed.
     """
+    projected, checker_sums = sweep.contract(y_plus, y_minus, weights, np.abs(weights))
     up, down, moved, d = sweep.moved_outputs(y_plus, y_minus)
-    projected = weights[:, moved] @ d
     counted = moved if not elementwise else np.union1d(moved, [i])
     if counted.size == 0:
         counted = np.arange(up.size)
@@ -172,11 +198,12 @@ def _column(y_plus: np.ndarray, y_minus: np.ndarray, i: int, weights: np.ndarray
         own = moved == i
         slope = float(d[own][0]) if own.any() else 0.0
         cross = float(np.max(np.abs(d[~own]), initial=0.0))
-    return projected, np.abs(weights[:, counted]) @ size, slope, cross
+    return projected, np.abs(weights[:, counted]) @ size, checker_sums, slope, cross
 
 
 def _differences(session: Session, x: np.ndarray, weights: np.ndarray, plus, minus, strict: bool):
-    """(projected, noise sums, slope, cross) for every element, before division by the step."""
+    """(projected, noise sums, checker's sums, slope, cross, output dtype) for every element, before division
+    by the step; the output dtype is the one forward returns in this pass (its rounding is the checker's unit)."""
     work = np.array(x, copy=True, order="C")
     forward = session.forward_fn
     if ("forward", "x") in session.mutations:
@@ -186,25 +213,62 @@ def _differences(session: Session, x: np.ndarray, weights: np.ndarray, plus, min
             return fn(a.copy())
     elementwise = weights.shape[1] == x.size
     shape = session.out_shape if session.out_shape is not None else (weights.shape[1],)
-    projected, sums = np.empty((2, weights.shape[0], x.size))
+    projected, sums, checker_sums = np.empty((3, weights.shape[0], x.size))
     slope, cross = np.full((2, x.size), np.nan)
+    out_dtype = session.out_dtype
     try:
         pairs = sweep.pairs(forward, work, np.arange(x.size), plus, minus, shape, session.out_dtype)
         for i, (y_plus, y_minus) in enumerate(pairs):
             session.forward_calls += 2
-            projected[:, i], sums[:, i], slope[i], cross[i] = _column(y_plus, y_minus, i, weights, elementwise)
+            out_dtype = y_minus.dtype
+            session.nonzero_seen = session.nonzero_seen or bool(y_plus.any() or y_minus.any())
+            (projected[:, i], sums[:, i], checker_sums[:, i], slope[i],
+             cross[i]) = _column(y_plus, y_minus, i, weights, elementwise)
     except Exception as error:
         if strict:
             raise
         ours = isinstance(error, ValueError) and str(error).startswith("forward")  # a check of sweep's or ours
         raise Unavailable(str(error) if ours else f"forward raised {type(error).__name__}: {error}") from error
     session.record("forward", "x", x, work)
-    return projected, sums, slope, cross
+    return projected, sums, checker_sums, slope, cross, out_dtype
+
+
+def checker_slack(session: Session, x: np.ndarray, found: Differences, weights: np.ndarray,
+                  analytical: np.ndarray, rtol: float, atol: float) -> tuple[np.ndarray, int]:
+    """check_gradient's noise term for every probe and element of a pass, and the calls it costs the checker.
+
+    found: the pass's realised slopes with the checker's rounding sums (u of
+    the output dtype times the weighted size of the outputs that moved, over
+    the step). As lib.gradcheck.dense does: no slack where the plain rule
+    passes; rounding_slack where it fails; then a float64 re-measurement at
+    the same points for what still fails (these calls are counted here). A
+    forward that refuses float64 keeps the rounding slack alone. Row 0 (the
+    caller's grad_output) is then exactly check_gradient's with probes=0.
+    """
+    slack = np.zeros_like(found.numerical)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        suspects = plain_failures(analytical, found, rtol, atol)
+        if suspects.size == 0:
+            return slack, 0
+        slack[:, suspects] = rounding_slack(found)[:, suspects]
+        before = session.forward_calls
+
+        def forward(a):
+            session.forward_calls += 1
+            return session.forward_fn(a)
+
+        with contextlib.suppress(Exception):  # a forward that refuses float64 keeps the rounding slack
+            slack, _ = remeasure_in_float64(forward, x, found, weights, analytical, slack, rtol=rtol, atol=atol)
+        # Each probe on its own, as a check with that upstream gradient alone: no slack where it passes
+        # the plain rule (the verdicts are the same either way, the reported ratios those of such a check).
+        slack[np.abs(analytical - found.numerical) <= tolerance_for(analytical, found.numerical, rtol, atol)] = 0.0
+    return slack, 2 * int(suspects.size) + session.forward_calls - before
 
 
 def run_pass(session: Session, label: str, x: np.ndarray, probes: list[np.ndarray], half: np.ndarray,
              divide_by: str, rtol: float, atol: float, strict: bool) -> Pass:
-    """One dense pass: every element of x differenced (2 forward calls each), 5 backward calls.
+    """One dense pass: every element of x differenced (2 forward calls each), 5 backward calls,
+    and check_gradient's float64 re-measurement of the elements its rule fails (2 calls each).
 
     probes: k upstream gradients of the output's shape (the caller's first);
     half: x's shape, the step at every element. Returns a Pass, all float64.
@@ -214,20 +278,24 @@ def run_pass(session: Session, label: str, x: np.ndarray, probes: list[np.ndarra
     weights = np.stack([np.asarray(p, dtype=np.float64).reshape(-1) for p in probes])  # (k, m)
     flat_half = half.reshape(-1)
     plus, minus, width = _realised_points(x, flat_half, zero_width_ok=divide_by == "nominal")
-    projected, sums, slope, cross = _differences(session, x, weights, plus, minus, strict)
+    projected, sums, checker_sums, slope, cross, out_dtype = _differences(session, x, weights, plus, minus,
+                                                                          strict)
     with np.errstate(divide="ignore", invalid="ignore"):  # a zero width (nominal division only) gives inf/NaN
         realised = np.where(width != 0.0, projected / width, np.nan)
         noise = np.where(width != 0.0, float(np.finfo(x.dtype).eps) * sums / width, np.inf)
+        checker_noise = unit_roundoff(out_dtype) * checker_sums / np.abs(width)
         slope, cross = (np.where(width != 0.0, values / width, np.nan) for values in (slope, cross))
     numerical = realised if divide_by == "realised" else projected / (2.0 * flat_half)
     elementwise = weights.shape[1] == x.size
     analytical = np.stack([session.backward(p, x, strict).reshape(-1) for p in probes])
+    found = Differences(realised, checker_noise, width, 2 * x.size, plus, minus)
+    slack, checker_calls = checker_slack(session, x, found, weights, analytical, rtol, atol)
     # -2 r1 is exact in any binary float dtype, so a linear backward meets it bit for bit.
     homogeneous = session.backward(np.asarray(probes[1] * probes[1].dtype.type(-2)), x, strict).reshape(-1)
     repeat = session.backward(probes[1], x, strict).reshape(-1)
     return Pass(label, x.dtype, weights, analytical, numerical, realised, noise, flat_half.copy(), width,
                 slope if elementwise else None, cross if elementwise else None, homogeneous, repeat, x,
-                rtol, atol)
+                rtol, atol, slack, checker_calls, divide_by)
 
 
 def mutation_findings(session: Session) -> list[Finding]:
@@ -248,26 +316,3 @@ def mutation_findings(session: Session) -> list[Finding]:
             f"compute into a new array in the {who} (out = x * m, not x *= m; no out= pointing at an argument)",
         ))
     return findings
-
-
-def nondeterminism(*outs: np.ndarray) -> Finding | None:
-    """A finding when forward's outputs at the same x differ between calls; None when identical."""
-    base = outs[0]
-    differs = np.zeros(base.shape, dtype=bool)
-    zero_flips = np.zeros(base.shape, dtype=bool)
-    for other in outs[1:]:
-        differs |= ~((base == other) | (np.isnan(base) & np.isnan(other)))
-        zero_flips |= (base == 0) != (other == 0)
-    if not differs.any():
-        return None
-    spread = max(float(np.max(np.abs(o - base))) for o in outs[1:])
-    masks = (f"; the set of zero outputs changes in {int(zero_flips.sum())} elements, as a fresh "
-             "dropout mask on each call would" if zero_flips.any() else "")
-    return finding(
-        "nondeterministic-forward",
-        f"outputs of {len(outs)} calls at the same x differ in {int(differs.sum())}/{differs.size} "
-        f"elements (max difference {spread:.3g}){masks}",
-        "make the forward a function of x alone: draw the mask from a fixed seed on every call (not "
-        "seed=0 or None, not a shared or global generator), or use the mask of the test's own forward "
-        "call; keep running statistics frozen during the check",
-    )

@@ -10,8 +10,11 @@ import numpy as np
 
 from lib.gradcheck.result import GradCheckResult
 
-#: Every code a Finding can carry, in the order of lib.diagnose's table.
+#: Every cause a Finding can name, in the order of lib.diagnose's table.
 CODES = ("ok", "nondeterministic-forward", "mask-mismatch", "wrong-backward", "precision", "input-mutation")
+
+#: The code of a finding that names no cause: the evidence cannot decide (see lib.diagnose.determinism).
+INCONCLUSIVE = "inconclusive"
 
 #: The hypothesis each code stands for (H1-H5 are the investigation plan's).
 HYPOTHESES = {
@@ -30,6 +33,10 @@ HYPOTHESES = {
         "not a wrong gradient"
     ),
     "input-mutation": "checker/test: forward or backward writes into an array it is given",
+    INCONCLUSIVE: (
+        "the evidence cannot decide: a mismatch can only be blamed on the backward when the forward is "
+        "deterministic, and its calls at x did not establish that"
+    ),
 }
 
 
@@ -38,7 +45,7 @@ class Finding:
     """One possible cause, with the numbers that point to it.
 
     Attributes:
-        code: one of CODES.
+        code: one of CODES, or INCONCLUSIVE.
         hypothesis: what the code claims, in one sentence.
         evidence: the deciding measurements, e.g. "a/n = 0.700 on all 4 kept elements".
         suggestion: what to change, concretely.

@@ -128,7 +128,7 @@ def precision_finding(first: Pass, resolved_by: str, resolving: Pass | None, wor
 
 
 def resolved_elsewhere(session: Session, first: Pass, failed: list[Pass], resolved_by: str,
-                        resolving: Pass, eps, probe: bool) -> list[Finding]:
+                        resolving: Pass, eps, probe: bool) -> tuple[list[Finding], bool]:
     """A check that fails in x's dtype but passes at the default step or in float64.
 
     Precision only when the failure is within the failing pass's budget. Beyond
@@ -137,11 +137,13 @@ def resolved_elsewhere(session: Session, first: Pass, failed: list[Pass], resolv
     nondeterministic-forward when a mask moves with x); with no jump, it is
     truncation at a step too coarse for the forward (still precision, with
     another suggestion). `probe` False skips the jump search (a finding
-    already explains a failure of the other pass).
+    already explains a failure of the other pass). Returns (findings,
+    beyond_budget): beyond the budget, the findings read the forward's
+    behaviour within the step, which only a deterministic forward has.
     """
     (multiple, k, i), worst = max(((budget_excess(p), p) for p in failed), key=lambda e: e[0][0])
     if multiple <= _BUDGET_MULTIPLE:
-        return [precision_finding(first, resolved_by, resolving, np.nan, eps, multiple)]
+        return [precision_finding(first, resolved_by, resolving, np.nan, eps, multiple)], False
     before = worst.trial().user
     after = resolving.trial().user
     other = ("in float64 (x upcast, default step)" if resolved_by == "float64"
@@ -156,7 +158,7 @@ def resolved_elsewhere(session: Session, first: Pass, failed: list[Pass], resolv
         reach = resolving.half[jump.index]
         why = (f" only because its step there, {reach:.3g}, does not reach the jump" if abs(at - jump.value) > reach
                else "")
-        return [jump_finding(worst, jump, f"{head}{why}; ")]
+        return [jump_finding(worst, jump, f"{head}{why}; ")], True
     bend = ("the forward has no jump there (its change splits between the halves when the step is bisected), "
             "so it bends on a scale below eps (a kink within the step, or curvature the step is too coarse "
             "for): the mismatch is the finite difference's truncation error, not the formula" if probe else
@@ -169,4 +171,4 @@ def resolved_elsewhere(session: Session, first: Pass, failed: list[Pass], resolv
         f"n = {worst.numerical[k, i]:.6g}; {bend}",
         "check with a step below the scale on which the forward bends (in float64, as the check that "
         "passed), or at points farther than eps from kinks; do not loosen rtol, which would hide real errors",
-    )]
+    )], True

@@ -7,7 +7,11 @@ of the backward alone (finite, repeatable, uses grad_output, linear, not the
 identity) come first because they need no trust in the forward's slopes; a
 jump inside the step comes next because it makes every slope meaningless;
 then the slopes are read, elementwise (keep patterns, factors, branches) or
-as one constant ratio; `no_pattern` always answers.
+as one constant ratio; `no_pattern` always answers. Every rule after
+BACKWARD_RULES trusts the forward to be a function of x alone: `explain` says
+when the answer came from one of them, and the diagnosis then makes sure of
+the forward's determinism (lib.diagnose.determinism) before it blames the
+backward.
 """
 
 from __future__ import annotations
@@ -300,13 +304,18 @@ def no_pattern(e: Evidence):
                    "lib.gradcheck.numerical_gradient on a small input")
 
 
-#: The order in which the rules are asked; see the module docstring for why.
-RULES: tuple[Rule, ...] = (
+#: The rules that read the backward alone: their findings hold whatever the forward does.
+BACKWARD_RULES: tuple[Rule, ...] = (
     non_finite_backward,
     differs_between_calls,
     ignores_grad_output,
     not_linear,
     returns_grad_output,
+)
+
+#: The order in which the rules are asked; see the module docstring for why.
+RULES: tuple[Rule, ...] = (
+    *BACKWARD_RULES,
     jump_within_step,
     zeros_where_forward_moves,
     elementwise,
@@ -323,13 +332,19 @@ def _first(rules, *args) -> list[Finding] | None:
     return None
 
 
-def explain(session: Session, pass_: Pass, x_shape: tuple, user_failed: bool, note: str) -> list[Finding]:
+def explain(session: Session, pass_: Pass, x_shape: tuple, user_failed: bool,
+            note: str) -> tuple[list[Finding], bool]:
     """Findings for a mismatch rounding does not explain: mask-mismatch or wrong-backward.
 
     `note` is appended to where the pass was measured (e.g. why float64 was unavailable).
+    Returns (findings, trusts_forward): trusts_forward is False when a rule of
+    BACKWARD_RULES answered (the findings hold for any forward).
     """
     context = "" if user_failed else (f"passes with your grad_output but not with random ones (max "
                                       f"error/tolerance {pass_.trial().random:.3g}); ")
     evidence = Evidence(session, pass_, x_shape, user_failed, context, f" (measured in {pass_.dtype}{note})",
                         pattern_tolerance(pass_.dtype))
-    return _first(RULES, evidence)
+    backward_alone = _first(BACKWARD_RULES, evidence)
+    if backward_alone:
+        return backward_alone, False
+    return _first(RULES[len(BACKWARD_RULES):], evidence), True

@@ -4,7 +4,11 @@ The order of work: forward twice at x (determinism), one dense pass in x's
 dtype with the caller's settings, forward once more at x; then, only while
 the check keeps failing, the same pass divided by the realised step (free),
 at the default step, and in float64. What the reruns resolve is precision
-(precision.py); what they do not is attributed by the rules (rules.py).
+(precision.py); what they do not is attributed by the rules (rules.py). A
+blame of the backward that rests on the forward's slopes is kept only once
+more calls at x establish that the forward is deterministic (determinism.py).
+Every pass judges by check_gradient's rule, noise term included, so a check
+that check_gradient passes is not a precision problem here either.
 """
 
 from __future__ import annotations
@@ -14,16 +18,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lib import _checks
+from lib.diagnose.determinism import confirm, nondeterminism
 from lib.diagnose.evidence import (
     Pass,
     Session,
     Unavailable,
     mutation_findings,
-    nondeterminism,
     probe_arrays,
     run_pass,
 )
-from lib.diagnose.findings import Diagnosis, Finding, Trial, finding
+from lib.diagnose.findings import INCONCLUSIVE, Diagnosis, Finding, Trial, finding
 from lib.diagnose.patterns import worst_element
 from lib.diagnose.precision import float64_within_budget, precision_finding, resolved_elsewhere
 from lib.diagnose.rules import explain
@@ -32,6 +36,7 @@ from lib.gradcheck.result import build_result
 from lib.gradcheck.steps import default_step
 
 DIVIDE_BY = ("realised", "nominal")
+
 
 
 def _validated(forward, backward, x, grad_output, rtol, atol, eps, divide_by, seed):
@@ -63,7 +68,8 @@ def diagnose(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, eps=Non
         backward: backward(grad_output, x) -> grad_x, x's shape.
         x: floating array (float16/32/64), shape S, at least one element; never modified.
         grad_output: real array of y's shape; the check's loss is sum(y * grad_output).
-        rtol, atol: pass rule |a - n| <= atol + rtol * max(|a|, |n|), as check_gradient.
+        rtol, atol: pass rule |a - n| <= atol + rtol * max(|a|, |n|) + noise, check_gradient's
+            (the noise term only for divide_by="realised").
         eps: the step; None picks the default step cbrt(machine eps) * max(1, |x|).
         divide_by: "realised" (x+ - x- as stored, like check_gradient) or "nominal"
             (2*eps, like the original checker).
@@ -71,11 +77,14 @@ def diagnose(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, eps=Non
             diagnosis is repeatable.
 
     Returns:
-        Diagnosis: `.passed`, `.result` (GradCheckResult of the plain check with
-        your grad_output and settings), `.findings` ranked with the primary cause
-        first. Costs one dense check (2 forward calls per element), plus up to two
-        more when the check fails, plus at most 17 forward calls at single points
-        and 5 backward calls per dense pass.
+        Diagnosis: `.passed`, `.result` (GradCheckResult of the check with your
+        grad_output and settings, as check_gradient with probes=0 reports it),
+        `.findings` ranked with the primary cause first. Costs one dense check
+        (2 forward calls per element), plus up to two more when the check fails,
+        plus 2 per element check_gradient re-measures in float64, plus at most 17
+        forward calls at single points and 5 backward calls per dense pass; a
+        blame of the backward read from the forward's slopes may add calls at x,
+        up to 132 for an output with one nonzero value (lib.diagnose.determinism).
 
     Raises:
         TypeError / ValueError for bad arguments, a backward of the wrong shape, or
@@ -105,8 +114,38 @@ def diagnose(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, eps=Non
         return _finish(result, [*findings, moved], [first.trial()], session, settings, first)
     reruns = _Reruns(first, [first.trial()], [first])
     reruns.run(session, x, probes, eps, divide_by, rtol, atol)
-    findings += _attribute(session, reruns, x.shape, eps)
+    findings += _vetted(session, x, [out_first, out_second, out_after], *_attribute(session, reruns, x.shape, eps))
     return _finish(result, findings, reruns.trials, session, settings, first)
+
+
+def _vetted(session: Session, x, outs: list, attributed: list[Finding], reliant: list[Finding]) -> list[Finding]:
+    """The attributed findings, once the forward is known to be deterministic if any of them needs it.
+
+    `reliant` (a subset of `attributed`) read the forward's slopes: more calls at
+    x (determinism.confirm) either establish determinism (all findings stand),
+    find a difference (that alone is the finding, as with the first calls), or
+    neither (an inconclusive finding replaces the reliant ones).
+    """
+    if not reliant:
+        return attributed
+    verdict = confirm(session, x, outs, reliant[0].code)
+    if verdict is None:
+        return attributed
+    if verdict.code != INCONCLUSIVE:
+        return [verdict]
+    return [verdict, *(f for f in attributed if f not in reliant)]
+
+
+def _noise_text(first: Pass) -> str:
+    """What check_gradient's noise term did in the caller's pass, as information ("" if nothing)."""
+    helped = np.any(first.slack > 0, axis=0) & np.any(first.ratios(noise=False) > 1.0, axis=0)
+    if first.divide_by != "realised" or not helped.any():
+        return ""
+    plain = first.ratios("realised", noise=False).max(axis=1)
+    return (f" (by check_gradient's rule, whose noise term allows for the arithmetic: the outputs' rounding "
+            f"and a float64 re-measurement at the same points; without it {int(helped.sum())}/{helped.size} "
+            f"elements miss the plain band, max error/tolerance {plain[0]:.3g} and {plain[1:].max():.3g}, "
+            "a difference the arithmetic explains)")
 
 
 def _step_text(eps) -> str:
@@ -118,12 +157,18 @@ def _divide_text(divide_by: str) -> str:
 
 
 def _plain_result(session: Session, first: Pass, x, rtol, atol, divide_by):
-    """The GradCheckResult of the caller's check, as check_gradient would count its calls."""
+    """The GradCheckResult of the caller's check, by check_gradient's rule and as it would count its calls.
+
+    Dividing by the realised step, the pass band has check_gradient's noise
+    term; dividing by the nominal one, it is the failure-era checker's plain band.
+    """
     x_changed = ("forward", "x") in session.mutations or ("backward", "x") in session.mutations
-    divisor = first.width if divide_by == "realised" else 2.0 * first.half
+    realised = divide_by == "realised"
+    divisor = first.width if realised else 2.0 * first.half
     return build_result(first.analytical[0].reshape(x.shape), first.numerical[0].reshape(x.shape),
                         divisor.reshape(x.shape), dtype=x.dtype, rtol=rtol, atol=atol, divide_by=divide_by,
-                        forward_calls=2 * x.size + 1, input_mutated=x_changed)
+                        forward_calls=2 * x.size + 1 + (first.checker_calls if realised else 0),
+                        slack=first.slack[0].reshape(x.shape) if realised else None, input_mutated=x_changed)
 
 
 @dataclass
@@ -202,30 +247,38 @@ class _Reruns:
         return not self.within_budget and self.still_failing()
 
 
-def _attribute(session: Session, reruns: _Reruns, x_shape: tuple, eps) -> list[Finding]:
-    """The findings for what the reruns left: a real error (rules), a precision failure, or both."""
+def _attribute(session: Session, reruns: _Reruns, x_shape: tuple, eps) -> tuple[list[Finding], list[Finding]]:
+    """The findings for what the reruns left: a real error (rules), a precision failure, or both;
+    and those among them that rest on the forward being a function of x alone (a blame of the
+    backward read from its slopes, a jump or a kink within the step)."""
     findings: list[Finding] = []
+    reliant: list[Finding] = []
     real_error = reruns.real_error
     if real_error:
         best = reruns.best
         if reruns.best_which == "realised":
-            best = Pass(**{**best.__dict__, "numerical": best.realised})
-        findings += explain(session, best, x_shape, bool(not best.passes()[0]), reruns.unavailable)
+            best = Pass(**{**best.__dict__, "numerical": best.realised, "divide_by": "realised"})
+        explained, trusts_forward = explain(session, best, x_shape, bool(not best.passes()[0]), reruns.unavailable)
+        findings += explained
+        reliant += explained if trusts_forward else []
     first, resolved_by = reruns.first, reruns.resolved_by
     if not reruns.user_failed:
-        return findings
+        return findings, reliant
     if resolved_by in ("default step", "float64"):
         # Another step or dtype passes, but that alone does not make the failure rounding:
         # a jump or kink within this step, out of reach of the other, passes there too.
-        findings += resolved_elsewhere(session, first, reruns.failed, resolved_by, reruns.resolving, eps,
-                                       probe=not real_error)
+        elsewhere, beyond_budget = resolved_elsewhere(session, first, reruns.failed, resolved_by,
+                                                      reruns.resolving, eps, probe=not real_error)
+        findings += elsewhere
+        reliant += elsewhere if beyond_budget else []
     elif resolved_by is not None:
         findings.append(precision_finding(first, resolved_by, reruns.resolving, reruns.worst_rel, eps))
     elif not real_error:
         # Unreachable by construction (a failure is either resolved or real);
         # kept so that a failing check can never come back as "ok".
         findings.append(finding("wrong-backward", worst_element(first, 0), "inspect the failing elements"))
-    return findings
+        reliant.append(findings[-1])
+    return findings, reliant
 
 
 def _finish(result, findings, trials, session, settings, first) -> Diagnosis:
@@ -233,8 +286,8 @@ def _finish(result, findings, trials, session, settings, first) -> Diagnosis:
         t = first.trial()
         findings = [finding(
             "ok",
-            f"max error/tolerance {t.user:.3g} for your grad_output and {t.random:.3g} for 2 random ones; "
-            "forward gave identical outputs on 3 calls at x; no argument was changed",
+            f"max error/tolerance {t.user:.3g} for your grad_output and {t.random:.3g} for 2 random ones"
+            f"{_noise_text(first)}; forward gave identical outputs on 3 calls at x; no argument was changed",
             "nothing to fix",
         )]
     return Diagnosis(result=result, findings=findings, trials=tuple(trials), forward_calls=session.forward_calls,
