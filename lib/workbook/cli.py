@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import time
@@ -13,8 +14,12 @@ from pathlib import Path
 from lib import _checks, replica, upstream
 from lib.replica import twin
 from lib.replica.printout import print_diagnostic
-from lib.workbook import processes, report, summary
+from lib.workbook import processes, ranges, report, summary
 from lib.workbook import runner as workbook
+
+
+#: A negative number, exponent and all (-1e-5), as a value rather than an option.
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-inf$")
 
 
 def _add_diagnose(commands) -> None:
@@ -25,14 +30,20 @@ def _add_diagnose(commands) -> None:
                     "of several forward calls, the outputs and, per element, analytical and numerical "
                     "gradients with the nominal and realised step. Exit code 1 when the check fails.")
     parser.add_argument("--dtype", default=o["dtype"], choices=replica.SWITCHES["dtype"], help="input dtype")
-    parser.add_argument("--p", type=float, default=None, help="drop probability in [0, 1) (default: the test's)")
-    parser.add_argument("--seed", type=int, default=o["seed"],
-                        help="dropout seed; 0 means 'do not seed', as in the original (default %(default)s)")
-    parser.add_argument("--eps", type=float, default=o["eps"], help="finite-difference step (default %(default)s)")
-    parser.add_argument("--values", type=float, nargs="+", default=None, metavar="X",
-                        help="input values (default: the test's)")
-    parser.add_argument("--rtol", type=float, default=o["rtol"], help="relative tolerance (default %(default)s)")
-    parser.add_argument("--atol", type=float, default=o["atol"], help="absolute tolerance (default %(default)s)")
+    parser.add_argument("--p", type=ranges.argument_type("[0, 1)"), default=None,
+                        help="drop probability in [0, 1), and at most 0.999984 in float16, where 1/(1-p) "
+                             "must stay finite (default: the test's)")
+    parser.add_argument("--seed", type=ranges.argument_type("[0, 2**63)", int), default=o["seed"],
+                        help="dropout seed in [0, 2**63); 0 means 'do not seed', as in the original "
+                             "(default %(default)s)")
+    parser.add_argument("--eps", type=ranges.argument_type("(0, inf)"), default=o["eps"],
+                        help="finite-difference step, in (0, inf) (default %(default)s)")
+    parser.add_argument("--values", type=ranges.argument_type("(-inf, inf)"), nargs="+", default=None,
+                        metavar="X", help="input values, finite numbers (default: the test's)")
+    parser.add_argument("--rtol", type=ranges.argument_type("[0, inf)"), default=o["rtol"],
+                        help="relative tolerance, in [0, inf) (default %(default)s)")
+    parser.add_argument("--atol", type=ranges.argument_type("[0, inf)"), default=o["atol"],
+                        help="absolute tolerance, in [0, inf) (default %(default)s)")
     for switch in ("rng", "forward", "backward_mask", "divide_by"):
         choices = replica.SWITCHES[switch]
         parser.add_argument(f"--{switch.replace('_', '-')}", dest=switch, default=choices[0], choices=choices,
@@ -43,7 +54,10 @@ def _add_diagnose(commands) -> None:
                         help="the failure-era checker or the complete fix (default %(default)s)")
     parser.add_argument("--restore-input", action="store_true",
                         help="perturb private copies (the later deep-copy checker) instead of leaking into x")
-    parser.add_argument("--calls", type=int, default=4, help="forward-call masks to print (default %(default)s)")
+    parser.add_argument("--calls", type=ranges.argument_type("[1, inf)", int), default=4,
+                        help="forward-call masks to print, at least 1 (default %(default)s)")
+    # -1e-5 is a value here, not an option: argparse's own pattern knows no exponent before Python 3.13.
+    parser._negative_number_matcher = NEGATIVE_NUMBER
 
 
 def _add_run(commands) -> None:
@@ -169,12 +183,14 @@ def _diagnose(args) -> int:
     switches = {name: getattr(args, name) for name in ("test", "checker", "dtype", "seed", "eps", "rtol", "atol",
                                                        "rng", "forward", "backward_mask", "divide_by")}
     if args.p is not None:
-        switches["p"] = args.p
+        # refused here, naming the bound the dtype allows, rather than run with an infinite scale
+        try:
+            switches["p"] = _checks.drop_probability_for(args.p, args.dtype)
+        except ValueError as error:
+            raise ValueError(f"argument --p (with --dtype {args.dtype}): {error}") from None
     if args.values is not None:
         switches["values"] = tuple(args.values)
     switches["restore_input"] = args.restore_input
-    if args.calls < 1:
-        raise ValueError(f"--calls must be an integer >= 1; got {args.calls}")
     return print_diagnostic(calls=args.calls, **switches)
 
 

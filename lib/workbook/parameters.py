@@ -151,8 +151,27 @@ def _unknown(name: str, valid: list[str]) -> WorkbookError:
 
 def _accepted(notebook: str, name: str, declared: Range | None, type_name: str) -> str:
     if declared is not None:
-        return f"{notebook} accepts {name} {declared}"
+        return f"{notebook} accepts {name}{' as an integer' if type_name == 'int' else ''} {declared}"
     return f"{notebook} takes {name} as {_KINDS.get(type_name, 'a ' + type_name)}"
+
+
+def _grouped(refusals: list[tuple[str, str]]) -> str:
+    """[(notebook, 'accepts eps in (0, inf)'), ...] -> one clause per distinct range, naming its notebooks."""
+    by_range: dict[str, list[str]] = {}
+    for notebook, accepted in refusals:
+        by_range.setdefault(accepted, []).append(notebook)
+    clauses = []
+    for accepted, notebooks in by_range.items():
+        if len(notebooks) == 1:
+            clauses.append(f"{notebooks[0]} {accepted}")
+        else:
+            names = " and ".join(notebooks) if len(notebooks) == 2 else "notebooks " + ", ".join(
+                n[:2] for n in notebooks)
+            clauses.append(f"{names} {accepted.replace('accepts', 'accept', 1).replace('takes', 'take', 1)}")
+    return "; ".join(clauses)
+
+
+_REFUSED = object()
 
 
 def _converted(name: str, raw: str, declared: dict[Path, dict]):
@@ -165,14 +184,13 @@ def _converted(name: str, raw: str, declared: dict[Path, dict]):
         try:
             value = _CONVERTERS.get(type_name, str)(raw)
         except (ValueError, KeyError):
-            refusals.append(_accepted(path.name, name, bounds, type_name))
-            continue
-        if bounds is not None and not bounds.accepts(value):
-            refusals.append(_accepted(path.name, name, bounds, type_name))
+            value = _REFUSED
+        if value is _REFUSED or (bounds is not None and not bounds.accepts(value)):
+            refusals.append((path.name, _accepted("", name, bounds, type_name).strip()))
             continue
         values[path] = value
     if refusals:
-        raise WorkbookError(f"parameter {name}={raw} is refused before any notebook runs: " + "; ".join(refusals))
+        raise WorkbookError(f"parameter {name}={raw} is refused before any notebook runs: {_grouped(refusals)}")
     for path, value in values.items():
         try:
             values[path] = PARAMETER_RULES[name](value, name) if name in PARAMETER_RULES else value

@@ -102,14 +102,15 @@ def argument_type(declared: str, convert=float):
     outside it is refused by the parser, naming the option and the range, before any work starts."""
     accepted = parse_range(f"in {declared}")
 
+    kind = "an integer" if convert is int else "a number"
+
     def check(text: str):
         try:
             value = convert(text)
         except ValueError:
-            kind = "an integer" if convert is int else "a number"
             raise argparse.ArgumentTypeError(f"must be {kind} {accepted}; got {text!r}") from None
         if not accepted.accepts(value):
-            raise argparse.ArgumentTypeError(f"must be {accepted}; got {text}")
+            raise argparse.ArgumentTypeError(f"must be {kind} {accepted}; got {text}")
         return value
 
     check.__name__ = convert.__name__  # argparse names the type in its own messages
