@@ -21,7 +21,11 @@ Four choices make it trustworthy in float32, where fixed-step checkers fail:
 4. An element that fails is measured again before it is blamed: its pass band
    widens by what the arithmetic can explain, the rounding of the outputs it
    moved and, if that is not enough, the difference from a float64 evaluation
-   at the same points (`arithmetic`).
+   at the same points (`arithmetic`); if it still fails, at halving steps
+   h0 / 2^k, for a kink inside the default step (relu at 1e-4 in float32):
+   it passes only when the slopes converge to the analytical value or the
+   point sits on a kink and the analytical value lies between the one-sided
+   slopes, a subgradient (`kinks`, docs/checking_at_kinks.md).
 
 And it looks where a plain check cannot: the same output differences are
 contracted with random upstream gradients (a backward that ignores or squares
@@ -31,12 +35,14 @@ backward that writes into x or grad_output fails the check.
 The modules: `steps` (where to evaluate), `differences` (the one central-difference
 loop) over `sweep` (its forward calls, gathered in blocks, optionally batched) and
 `returns` (what forward and backward may return), `arithmetic` (the noise term),
+`kinks` (the smaller steps),
 `result` (GradCheckResult and its report),
 `dense` (the dense mode, every element differenced) and `check` (check_gradient:
 checks its arguments and picks a mode). Fast mode is `fast` (check_gradient_fast,
 the entry point) over `projection` (the random sign probes and their tolerance),
 `prober` (their forward calls), `localise` (group testing for failing elements),
-`fast_result` (FastCheckResult and its report) and `blockwise` (cache-sized
+`fast_result` (FastCheckResult and its report), `reprobe` (the probes measured
+again without elements that passed only at a smaller step) and `blockwise` (cache-sized
 passes over large arrays). The caller's `x` is never touched: the checker
 perturbs a private copy and restores each element in a `finally` block.
 """

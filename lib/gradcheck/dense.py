@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from lib.gradcheck.arithmetic import plain_failures, remeasure_in_float64, rounding_slack
 from lib.gradcheck.differences import (
     _central_differences,
-    _validated_inputs,
     check_returned,
     numeric_output,
+    validated_with_output,
 )
-from lib.gradcheck.result import GradCheckResult, build_result, tolerance_for
+from lib.gradcheck.kinks import Reference, Remeasured, remeasure_failing
+from lib.gradcheck.result import GradCheckResult, SmallerStep, build_result, tolerance_for
 
 
 def probe_gradients(shape, dtype, count: int, seed: int) -> np.ndarray:
@@ -70,22 +73,28 @@ def _analytical(backward, grad, work, x_shape, guard: _Guard, who: str) -> np.nd
     return check_returned(returned, x_shape, "backward", "x")
 
 
-def _arithmetic_slack(forward, x, work, out_shape, grads, eps, out_dtype, analytical, found, *, rtol, atol):
-    """(k, N) slack for the elements that fail the plain rule, and the forward calls it cost.
+def _remeasured(forward, x, work, y0, grads, eps, out_dtype, analytical, found, *, rtol, atol):
+    """(slack, smaller, extra forward calls) for the elements that fail the plain rule.
 
-    Those elements are measured again at the same points with their rounding
-    sums (2 calls each), and in float64 if they still fail (2 more): see
-    lib.gradcheck.arithmetic. Every other element gets no slack.
+    slack (k, N): those elements are measured again at the same points with
+    their rounding sums (2 calls each), and in float64 if they still fail (2
+    more): see lib.gradcheck.arithmetic. Every other element gets no slack.
+    smaller: a Remeasured (lib.gradcheck.kinks) for the ones that still fail,
+    measured at halving steps against y0, the outputs at x that checking the
+    arguments already made (no call of its own); None when none is left.
     """
     slack = np.zeros_like(found.numerical)
     suspects = plain_failures(analytical, found, rtol, atol)
     if suspects.size == 0:
-        return slack, 0
-    again = _central_differences(forward, x, work, out_shape, grads, eps, out_dtype, indices=suspects)
+        return slack, None, 0
+    again = _central_differences(forward, x, work, y0.shape, grads, eps, out_dtype, indices=suspects)
     rows, calls = remeasure_in_float64(forward, x, again, grads, analytical[:, suspects], rounding_slack(again),
                                           rtol=rtol, atol=atol, columns=suspects)
     slack[:, suspects] = rows
-    return slack, again.forward_calls + calls
+    smaller = remeasure_failing(forward, x, suspects, again, grads, analytical[:, suspects], rows,
+                                Reference(forward, x, y0.shape, y0), eps=eps, out_dtype=out_dtype, rtol=rtol,
+                                atol=atol)
+    return slack, smaller, again.forward_calls + calls + (smaller.calls if smaller else 0)
 
 
 def unstacked(forward):
@@ -113,9 +122,10 @@ def unstacked(forward):
 
 def dense_check(forward, backward, x, given, *, rtol, atol, eps, probes, strict, probe_seed,
                 batch=None) -> GradCheckResult:
-    """The dense check on validated settings: analytical sides, one loop, noise where needed."""
+    """The dense check on validated settings: analytical sides, one loop, noise and smaller steps where needed."""
     stacked, forward = forward, (unstacked(forward) if batch else forward)
-    x, work, out_shape, grad64, out_dtype = _validated_inputs(forward, x, given)
+    x, work, y0, grad64, out_dtype = validated_with_output(forward, x, given)
+    out_shape = y0.shape
     guard = _Guard(x, np.asarray(given))
     guard.after("forward", work)
     randoms = probe_gradients(out_shape, np.asarray(given).dtype, probes, probe_seed)
@@ -126,27 +136,38 @@ def dense_check(forward, backward, x, given, *, rtol, atol, eps, probes, strict,
     found = _central_differences(stacked if batch else forward, x, work, out_shape, grads, eps, out_dtype,
                                  with_noise=False, batch=batch)
     guard.after("forward", work)
-    slack, extra = None, 0
-    if not strict:
-        slack, extra = _arithmetic_slack(forward, x, work, out_shape, grads, eps, out_dtype, analytical, found,
-                                         rtol=rtol, atol=atol)
+    slack, smaller, extra = None, None, 0
+    if not strict:  # strict is the plain rule: no allowance, no re-measurement
+        slack, smaller, extra = _remeasured(forward, x, work, y0, grads, eps, out_dtype, analytical, found,
+                                            rtol=rtol, atol=atol)
         guard.after("forward", work)
 
     def result(k, notes=(), probe_results=()):
-        return build_result(analytical[k].reshape(x.shape), found.numerical[k].reshape(x.shape), found.width,
-                            dtype=x.dtype, rtol=rtol, atol=atol, forward_calls=found.forward_calls + 1 + extra,
-                            slack=None if slack is None else slack[k].reshape(x.shape),
-                            input_mutated=bool(notes), notes=notes, probes=probe_results)
+        return _row_result(k, x, analytical, found, slack, smaller, rtol=rtol, atol=atol,
+                           forward_calls=found.forward_calls + 1 + extra, notes=notes, probes=probe_results)
 
     return result(0, tuple(guard.notes), tuple(result(k) for k in range(1, probes + 1)))
+
+
+def _row_result(k: int, x, analytical, found, slack, smaller: Remeasured | None, *, rtol, atol, forward_calls,
+                notes, probes) -> GradCheckResult:
+    """Row k's GradCheckResult (0: grad_output, then the random probes), with what the smaller steps measured."""
+    numerical, width = found.numerical[k], found.width
+    noise = None if slack is None else slack[k]
+    band, records = None, ()
+    if smaller is not None:
+        numerical, noise, width, band = smaller.applied(k, numerical, noise, width)
+        records = smaller.records[k]
+    return build_result(analytical[k].reshape(x.shape), numerical.reshape(x.shape), width.reshape(x.shape),
+                        dtype=x.dtype, rtol=rtol, atol=atol, forward_calls=forward_calls,
+                        slack=None if noise is None else noise.reshape(x.shape), input_mutated=bool(notes),
+                        notes=notes, probes=probes, band=None if band is None else band.reshape(x.shape),
+                        smaller_steps=records)
 
 
 def confirm_elements(forward, x, grad_output, analytical, indices, *, rtol, atol, eps=None, strict=False,
                      out_dtype=np.float64):
     """The dense verdict on a few elements: each perturbed alone, judged by check_gradient's rule.
-
-    Fast mode calls this for the elements its search isolates, so that what it
-    reports about an element is exactly what the dense mode would.
 
     Args:
         forward: the checked function; x: its (finite, floating) input, never modified.
@@ -155,18 +176,60 @@ def confirm_elements(forward, x, grad_output, analytical, indices, *, rtol, atol
         out_dtype: the dtype forward returns (for the rounding allowance).
     Returns:
         (numerical, tolerance, step, forward_calls): (m,) float64 arrays for the m
-        indices and the number of forward calls made (2 per element, 2 more for
-        one re-measured in float64).
+        indices and the number of forward calls made (see `confirmed`).
+    """
+    done = confirmed(forward, x, grad_output, analytical, indices, rtol=rtol, atol=atol, eps=eps, strict=strict,
+                     out_dtype=out_dtype)
+    return done.numerical, done.tolerance, done.step, done.forward_calls
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """The dense verdict on m elements measured alone (`confirmed`).
+
+    numerical, tolerance, step: (m,) float64, what the dense mode reports for each
+    (the smaller step's measurement for an element that needed one); default:
+    (m,) float64, the default step's slope; smaller_steps: a SmallerStep for each
+    element measured at smaller steps; forward_calls: every call made, y0's included.
+    """
+
+    numerical: np.ndarray
+    tolerance: np.ndarray
+    step: np.ndarray
+    default: np.ndarray
+    smaller_steps: tuple[SmallerStep, ...]
+    forward_calls: int
+
+
+def confirmed(forward, x, grad_output, analytical, indices, *, rtol, atol, eps=None, strict=False,
+              out_dtype=np.float64, reference: Reference | None = None) -> Confirmed:
+    """`confirm_elements` with the smaller steps' records: fast mode calls this for the elements its
+    search isolates, so that what it reports about an element is exactly what the dense mode would.
+
+    Each element costs 2 forward calls, 2 more for one re-measured in float64,
+    and 2 per halving for one that still fails (lib.gradcheck.kinks); the first
+    element that needs a halving also costs the call for y0 = forward(x), once
+    per `reference` (pass the same Reference to several calls to share it).
     """
     indices = np.asarray(indices, dtype=np.int64)
     grads = np.asarray(grad_output, dtype=np.float64).reshape(1, -1)
     work = np.array(x, copy=True, order="C")
-    found = _central_differences(forward, x, work, np.asarray(grad_output).shape, grads, eps, out_dtype, indices)
+    out_shape = np.asarray(grad_output).shape
+    found = _central_differences(forward, x, work, out_shape, grads, eps, out_dtype, indices)
     numerical, width = found.numerical, found.width
     a = np.asarray(analytical, dtype=np.float64).reshape(1, -1)[:, indices]
-    slack, extra = np.zeros_like(numerical), 0
+    slack, extra, smaller = np.zeros_like(numerical), 0, None
     if not strict:
         slack, extra = remeasure_in_float64(forward, x, found, grads, a, rounding_slack(found), rtol=rtol,
                                                atol=atol, columns=indices)
+        reference = reference if reference is not None else Reference(forward, x, out_shape)
+        before = reference.calls
+        smaller = remeasure_failing(forward, x, indices, found, grads, a, slack, reference,
+                                    eps=eps, out_dtype=out_dtype, rtol=rtol, atol=atol)
+        extra += reference.calls - before + (smaller.calls if smaller else 0)
     tolerance = tolerance_for(a[0], numerical[0], rtol, atol) + slack[0]
-    return numerical[0], tolerance, width, found.forward_calls + extra
+    if smaller is None:
+        return Confirmed(numerical[0], tolerance, width, numerical[0], (), found.forward_calls + extra)
+    values, _, steps, band = smaller.applied(0, numerical[0], slack[0], width, over_columns=True)
+    return Confirmed(values, np.where(np.isnan(band), tolerance, band), steps, numerical[0], smaller.records[0],
+                     found.forward_calls + extra)

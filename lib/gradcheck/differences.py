@@ -36,6 +36,13 @@ def require_finite(x: np.ndarray) -> np.ndarray:
 
 def _validated_inputs(forward, x, grad_output):
     """Check the arguments at the boundary; returns (x, work copy, output shape, grad64, output dtype)."""
+    x, work, y0, grad64, out_dtype = validated_with_output(forward, x, grad_output)
+    return x, work, y0.shape, grad64, out_dtype
+
+
+def validated_with_output(forward, x, grad_output):
+    """`_validated_inputs` with y0 = forward(x) (float64, a copy) in place of its shape: the one call
+    at x that checking the arguments makes, kept for whoever needs the outputs at x (lib.gradcheck.kinks)."""
     _checks.callable_arg(forward, "forward")
     x = require_finite(_checks.float_array(x, "x"))
     # C order, so that work.reshape(-1) is a view and a perturbation reaches forward.
@@ -50,7 +57,7 @@ def _validated_inputs(forward, x, grad_output):
         raise TypeError(f"grad_output must be a real numeric array; got dtype {grad_output.dtype}")
     if not np.all(np.isfinite(grad_output)):
         raise ValueError("grad_output must be finite")
-    return x, work, out.shape, grad_output.astype(np.float64), out_dtype
+    return x, work, out, grad_output.astype(np.float64), out_dtype
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,35 @@ MAX_REPORTED_ELEMENTS = 5
 
 
 @dataclass(frozen=True)
+class SmallerStep:
+    """One element that failed at the default step h0 and was measured again at h_k = h0 / 2^k
+    (lib.gradcheck.kinks, docs/checking_at_kinks.md).
+
+    Attributes:
+        index: its flat index in x.
+        k: the halving that decided it (the last one measured when undecided; 0: none could be).
+        step: h_k, the nominal step in x's units; width: its realised width w+ + w-.
+        verdict: "converged" or "subgradient" (passed); "converged elsewhere", "not a
+            subgradient", or undecided: "rounding" (above the tolerance), "spacing" (the
+            step fell below the dtype's spacing), "no decision" (K_MAX halvings).
+        central: the central slope n_k; slope_minus, slope_plus: the one-sided slopes s-, s+.
+    """
+
+    index: int
+    k: int
+    step: float
+    width: float
+    verdict: str
+    central: float
+    slope_minus: float
+    slope_plus: float
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict in ("converged", "subgradient")
+
+
+@dataclass(frozen=True)
 class GradCheckResult:
     """Everything a check measured, element by element (arrays have x's shape).
 
@@ -32,6 +61,9 @@ class GradCheckResult:
             re-measured in float64, the measured difference (zeros under
             strict=True and for the replica's checkers).
         probe_results: the same check for random upstream gradients (one result each).
+        smaller_steps: the elements that still failed at the default step after the
+            noise allowance and were measured again at halving steps, one SmallerStep
+            each; their numerical, tolerance, noise and step are that measurement's.
         pass_rule: "symmetric" (max(|a|, |n|), this checker's) or "numerical"
             (|n| alone, the rule of the checker that failed).
     """
@@ -51,6 +83,12 @@ class GradCheckResult:
     pass_rule: str = "symmetric"
     noise: np.ndarray | None = None
     probe_results: tuple[GradCheckResult, ...] = ()
+    smaller_steps: tuple[SmallerStep, ...] = ()
+
+    @property
+    def subgradient_indices(self) -> np.ndarray:
+        """Flat indices of the elements that passed as a subgradient at a kink, ascending."""
+        return np.array(sorted(r.index for r in self.smaller_steps if r.verdict == "subgradient"), dtype=np.int64)
 
     @property
     def difference(self) -> np.ndarray:
@@ -94,7 +132,7 @@ class GradCheckResult:
         return (
             f"{verdict}: {n - n_fail}/{n} elements within tolerance, "
             f"max error/tolerance {self.max_error_ratio:.4g} at index {self.worst_index}"
-        )
+        ) + smaller_steps_summary(self)
 
     def report(self, max_rows: int = MAX_REPORTED_ELEMENTS) -> str:
         """A failure report in the layout of numpy's assert_allclose."""
@@ -109,6 +147,8 @@ class GradCheckResult:
         n = shown.analytical.size
         if self.input_mutated:
             head = f"Gradient check failed for {self.dtype}: an input array was modified (see the last lines)"
+            if failing.size:  # both are wrong: a fixed copy would still fail on the mismatch
+                head += mismatch_clause(failing.size, n, shown.max_error_ratio) + label
         elif failing.size:
             head = f"Gradient check failed for {self.dtype}: gradient mismatch at index {int(failing[0])}{label}"
         else:
@@ -124,6 +164,8 @@ class GradCheckResult:
         lines.append(format_element_table(shown, rows))
         if failing.size > max_rows:
             lines.append(f"  ... and {failing.size - max_rows} more failing elements")
+        for result in ([self] if shown is self else [self, shown]):
+            lines.extend(smaller_steps_lines(result, max_rows))
         if label:
             lines.append("The backward passes with your grad_output but not with a random one: it does not "
                          "compute grad_output^T J (does it ignore, square or misread grad_output?)")
@@ -145,6 +187,57 @@ def tolerance_line(result: GradCheckResult) -> str:
             f"atol={result.atol:g} (pass rule: |a - n| <= atol + rtol * {PASS_RULES[result.pass_rule]}{noise})")
 
 
+def mismatch_clause(count: int, size: int, worst: float) -> str:
+    """The headline's second finding beside an input mutation: how many elements mismatch, and by how much."""
+    return f", and the gradient mismatches at {count} of {size} elements (max error/tolerance {worst:.4g})"
+
+
+def smaller_steps_summary(result: GradCheckResult) -> str:
+    """The summary's note on the smaller steps ("" when no element needed one)."""
+    records = result.smaller_steps
+    if not records:
+        return ""
+    kinks = sum(r.verdict == "subgradient" for r in records)
+    return (f"; {len(records)} element{'s' if len(records) != 1 else ''} measured at smaller steps"
+            + (f" ({kinks} passed as a subgradient)" if kinks else ""))
+
+
+#: How each verdict of the smaller steps reads in a report.
+VERDICT_TEXT = {
+    "converged": "converged", "subgradient": "subgradient (on a kink)",
+    "converged elsewhere": "FAIL: converged elsewhere", "not a subgradient": "FAIL: kink, not between the slopes",
+    "rounding": "FAIL: undecided (rounding)", "spacing": "FAIL: undecided (dtype spacing)",
+    "no decision": "FAIL: undecided",
+}
+
+
+def smaller_steps_lines(result: GradCheckResult, max_rows: int = MAX_REPORTED_ELEMENTS) -> list[str]:
+    """The report's lines on the elements measured again at smaller steps (none when there were none)."""
+    records = result.smaller_steps
+    if not records:
+        return []
+    passed = sum(r.passed for r in records)
+    kinks = sum(r.verdict == "subgradient" for r in records)
+    lines = [
+        f"Smaller steps: {len(records)} element{'s' if len(records) != 1 else ''} failed at the default step and "
+        f"{'was' if len(records) == 1 else 'were'} measured again at h0/2^k (docs/checking_at_kinks.md): "
+        f"{passed} passed ({kinks} as a subgradient), {len(records) - passed} failed",
+        f"{'index':>10} {'k':>3} {'step h_k':>11} {'central':>14} {'slope(-)':>14} {'slope(+)':>14}  verdict",
+    ]
+    shown = sorted(records, key=lambda r: r.passed)[:max_rows]  # failures first
+    for r in shown:
+        lines.append(f"{_where(r.index, result.analytical.shape):>10} {r.k:>3} {r.step:>11.4e} {r.central:>14.8g} "
+                     f"{r.slope_minus:>14.8g} {r.slope_plus:>14.8g}  {VERDICT_TEXT[r.verdict]}")
+    if len(records) > max_rows:
+        lines.append(f"  ... and {len(records) - max_rows} more")
+    return lines
+
+
+def _where(i: int, shape: tuple) -> str:
+    """Flat index i as the report prints it: [i] for up to 1-D, [i, j, ...] otherwise."""
+    return f"[{i}]" if len(shape) <= 1 else "[" + ", ".join(str(int(k)) for k in np.unravel_index(i, shape)) + "]"
+
+
 def format_element_table(result: GradCheckResult, flat_indices, step: np.ndarray | None = None) -> str:
     """Aligned rows of analytical, numerical, difference, tolerance, step (`step`: x's shape, default
     result.step: the realised width each element was measured with)."""
@@ -159,7 +252,7 @@ def format_element_table(result: GradCheckResult, flat_indices, step: np.ndarray
     step = (result.step if step is None else step).ravel()
     tol, ratio = result.tolerance.ravel(), result.error_ratio.ravel()
     for i in np.asarray(flat_indices, dtype=int):
-        where = f"[{i}]" if len(shape) <= 1 else "[" + ", ".join(str(int(k)) for k in np.unravel_index(i, shape)) + "]"
+        where = _where(i, shape)
         slack = f" {noise[i]:>12.4e}" if noise is not None else ""
         rows.append(
             f"{where:>10} {a[i]:>14.8g} {n[i]:>14.8g} {a[i] - n[i]:>12.4e} "
@@ -218,16 +311,22 @@ NOISE_FACTOR = 4.0
 
 def build_result(analytical, numerical, step, *, dtype, rtol, atol, divide_by="realised",
                  forward_calls=0, input_mutated=False, pass_rule="symmetric", slack=None,
-                 probes=(), notes=()) -> GradCheckResult:
+                 probes=(), notes=(), band=None, smaller_steps=()) -> GradCheckResult:
     """Assemble a GradCheckResult from measured arrays (used by every checker here).
 
     slack: the allowance for the arithmetic in each numerical value (x's shape),
     added to the pass band as it is; None adds nothing (the plain rule).
+    band: None, or x's shape with the whole pass band of the elements measured at
+    smaller steps and NaN elsewhere (lib.gradcheck.kinks: a kink's band is not
+    the rule's T(a, n)); smaller_steps: their SmallerStep records.
     """
     analytical = np.asarray(analytical, dtype=np.float64)
     numerical = np.asarray(numerical, dtype=np.float64)
     slack = np.zeros_like(numerical) if slack is None else np.asarray(slack, dtype=np.float64)
     tolerance = tolerance_for(analytical, numerical, rtol, atol, pass_rule) + slack
+    if band is not None:
+        band = np.asarray(band, dtype=np.float64).reshape(tolerance.shape)
+        tolerance = np.where(np.isnan(band), tolerance, band)
     with np.errstate(invalid="ignore"):
         # inf <= inf holds, so an infinite gradient would pass without the finiteness test
         within = (np.abs(analytical - numerical) <= tolerance) & np.isfinite(analytical) & np.isfinite(numerical)
@@ -247,5 +346,6 @@ def build_result(analytical, numerical, step, *, dtype, rtol, atol, divide_by="r
         noise=slack,
         probe_results=tuple(probes),
         notes=tuple(notes),
+        smaller_steps=tuple(smaller_steps),
     )
 
