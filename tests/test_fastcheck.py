@@ -173,11 +173,16 @@ def test_fails_wrong_backward_and_names_elements_the_dense_mode_fails(name, dtyp
     dense = check_gradient(forward, backward, x, grad_output, raise_on_failure=False, probes=0)
     assert not dense.passed
     assert set(failing.tolist()) <= set(dense.failing_indices.tolist())
-    # A localised element is measured exactly as the dense mode measures it.
-    for field_name in ("analytical", "numerical", "step", "tolerance"):
+    # A localised element is measured exactly as the dense mode measures it, smaller steps included
+    # (fast mode's `step` holds the probes' widths; measured_step the width the element was measured with).
+    for field_name, dense_name in (("analytical",) * 2, ("numerical",) * 2, ("measured_step", "step"),
+                                   ("tolerance",) * 2):
         fast_values = getattr(fast, field_name).ravel()[failing]
-        dense_values = getattr(dense, field_name).ravel()[failing]
+        dense_values = getattr(dense, dense_name).ravel()[failing]
         np.testing.assert_array_equal(fast_values, dense_values, err_msg=field_name)
+    dense_records = {r.index: r for r in dense.smaller_steps}
+    for record in fast.smaller_steps:
+        assert record == dense_records[record.index]
     first = int(failing[0])
     assert fast.report().startswith(
         f"Gradient check failed for {np.dtype(dtype)}: gradient mismatch at index {first}")
@@ -613,8 +618,9 @@ def test_localises_one_planted_fault_within_the_call_budget(n, dtype, probes, ma
     assert result.search_calls <= 2 * levels
     if probes > 1:
         assert result.search_calls <= 2 * math.log2(n)
-    # the element alone, as the dense mode measures it, and again in float64 when it fails
-    assert result.detail_calls <= 4
+    # the element alone, as the dense mode measures it, again in float64 when it fails, then y0 = forward(x)
+    # and one halving, at which a linear forward's slope has settled away from the wrong value
+    assert result.detail_calls <= 4 + 1 + 2
     assert result.forward_calls == 2 * probes + result.search_calls + result.detail_calls
     assert result.error_ratio.ravel()[j] > 1
 
@@ -639,7 +645,8 @@ def test_localises_a_few_planted_faults(n, count, base, data):
     result = check_gradient_fast(forward, planted(backward, faults), x, np.ones_like(x), seed=seed,
                                  localise=count, raise_on_failure=False)
     assert sorted(result.failing_indices.tolist()) == sorted(positions)
-    assert result.search_calls + result.detail_calls <= 2 * count * math.ceil(math.log2(n))
+    # each wrong element of this linear forward also costs one halving, and the check one y0 = forward(x)
+    assert result.search_calls + result.detail_calls <= 2 * count * math.ceil(math.log2(n)) + 2 * count + 1
 
 
 @pytest.mark.parametrize("probes", [1, 2])

@@ -43,7 +43,7 @@ import numpy as np
 from lib import _checks
 from lib.gradcheck.blockwise import _same_bits
 from lib.gradcheck.differences import check_returned, require_finite
-from lib.gradcheck.fast_result import FastCheckResult, _writers, format_probe_table
+from lib.gradcheck.fast_result import FastCheckResult, _writers, element_arrays, format_probe_table, upstream_notes
 from lib.gradcheck.localise import _dense_confirm, _localisation_notes, _Search, _start_search
 from lib.gradcheck.prober import _Prober
 from lib.gradcheck.projection import (
@@ -59,6 +59,7 @@ from lib.gradcheck.projection import (
     _ratio,
     hoeffding_multiplier,
 )
+from lib.gradcheck.reprobe import excused
 from lib.gradcheck.result import GradientCheckError, diagnosis_hint
 
 __all__ = [
@@ -218,6 +219,7 @@ class _Probed:
     flat float64, plus - minus. signs: one bool array of x's size per probe
     (True is +1); flips: the half each later probe flips (None for probe 0).
     sides: per probe, (g . (f(x+) - f(x-)), rounding scale, accumulation bound).
+    upstream_seed: the random upstream gradients' seed (None for an empty x).
     """
 
     inputs: _Inputs
@@ -230,6 +232,7 @@ class _Probed:
     sides: list[tuple[float, float, float]]
     forward_wrote: bool
     backward: _Backward
+    upstream_seed: int | None = None
 
 
 def _probe(inputs: _Inputs, rng: np.random.Generator) -> _Probed:
@@ -247,7 +250,7 @@ def _probe(inputs: _Inputs, rng: np.random.Generator) -> _Probed:
         prober._call(x.copy())  # nothing to perturb; still check grad_output's shape
         upstream_seed, sides, forward_wrote = None, [], False
     backward = _call_backward(inputs, prober, upstream_seed, signs, width)
-    return _Probed(inputs, prober, plus, minus, width, signs, flips, sides, forward_wrote, backward)
+    return _Probed(inputs, prober, plus, minus, width, signs, flips, sides, forward_wrote, backward, upstream_seed)
 
 
 def _call_backward(inputs: _Inputs, prober: _Prober, upstream_seed, signs, width: np.ndarray) -> _Backward:
@@ -299,17 +302,20 @@ def _judge(probed: _Probed) -> FastCheckResult:
                                                            strict=True)])
     search, chosen, leaves, notes = _localised(probed, lam, groups, screen_only=bool(np.all(ratios <= 1.0)))
     random_ratio = max((group.ratio(lam) for group in backward.random_groups), default=0.0)
-    notes.extend(_upstream_notes(random_ratio, backward.grad_wrote))
+    numerical, tolerance, measured_step, measured, leaf_failed = element_arrays(x.shape, leaves, a_flat)
+    again = excused(probed, lam, search, ratios, random_ratio, leaf_failed)
+    notes.extend(upstream_notes(random_ratio if again is None else again.random_ratio, backward.grad_wrote))
     # Looked at again after the search's calls: a forward that writes to its
     # input also corrupts the private copy of x that the search perturbs.
-    forward_wrote = probed.forward_wrote or not probed.prober.still_intact()
+    forward_wrote = probed.forward_wrote or not probed.prober.still_intact() or bool(again and again.forward_wrote)
     backward_wrote = backward.wrote or not _same_bits(backward.work, x)
-    numerical, tolerance, measured_step, measured, leaf_failed = _element_arrays(x.shape, leaves, a_flat)
     mutated = forward_wrote or backward_wrote
+    # A probe over its full tolerance is a dense failure somewhere (up to FALSE_ALARM), unless measured
+    # again without the elements that passed at a smaller step (lib.gradcheck.reprobe); an element the
+    # search isolated fails by the dense rule itself.
+    probes_pass = bool(np.all(ratios <= 1.0)) and random_ratio <= 1.0 if again is None else again.passed
     return FastCheckResult(
-        # A probe over its full tolerance is a dense failure somewhere (up to FALSE_ALARM);
-        # an element the search isolated fails by the dense rule itself.
-        passed=bool(np.all(ratios <= 1.0)) and not leaf_failed and not mutated and random_ratio <= 1.0,
+        passed=probes_pass and not leaf_failed and not mutated,
         dtype=str(x.dtype),
         analytical=backward.analytical,
         numerical=numerical,
@@ -319,7 +325,8 @@ def _judge(probed: _Probed) -> FastCheckResult:
         atol=inputs.atol,
         divide_by="realised",
         # The search's detail calls are the dense measurements of single elements.
-        forward_calls=probed.prober.calls + (search.detail_calls if search else 0),
+        forward_calls=probed.prober.calls + (search.detail_calls if search else 0)  # prober's: reprobe's too
+        + (again.upstream_calls if again else 0),
         input_mutated=mutated,
         notes=tuple(notes),
         seed=inputs.seed,
@@ -331,6 +338,10 @@ def _judge(probed: _Probed) -> FastCheckResult:
         measured_step=measured_step,
         localised_probe=chosen,
         search_calls=search.search_calls if search else 0,
+        smaller_steps=tuple(search.smaller_steps) if search else (),
+        held_still=again.held if again else np.zeros(0, dtype=np.int64),
+        reprobe_ratio=np.append(again.probe_ratio, again.random_ratio) if again else np.zeros(0),
+        reprobe_calls=2 * inputs.probes + again.upstream_calls if again else 0,
         detail_calls=search.detail_calls if search else 0,
         mutated_by=_writers(forward_wrote, backward_wrote),
         probe_dtype=str(inputs.x_probe.dtype),
@@ -360,40 +371,6 @@ def _localised(probed: _Probed, lam: float, groups: list[_Group], *,
                                   probed.minus, probed.width, a_flat, rtol=rtol, atol=atol,
                                   backward_eps=inputs.backward_eps, confirm=confirm)
     leaves, stopped = search.run(start, rtol=rtol, atol=atol, localise=inputs.localise, screen_only=screen_only)
-    notes = _localisation_notes(lam, groups[chosen], leaves, a_flat, inputs.localise, stopped, rtol=rtol, atol=atol)
+    notes = _localisation_notes(lam, groups[chosen], leaves, a_flat, inputs.localise, stopped, rtol=rtol, atol=atol,
+                                excused=sum(r.passed for r in search.smaller_steps))
     return search, chosen, leaves, notes
-
-
-def _upstream_notes(random_ratio: float, grad_wrote: bool) -> list[str]:
-    """What backward did with grad_output: ignored or misread it, or wrote into it."""
-    notes = []
-    if random_ratio > 1.0:
-        notes.append(f"With a random grad_output the probe misses its tolerance by {random_ratio:.3g}x while "
-                     "grad_output itself may pass: the backward does not compute grad_output^T J (does it "
-                     "ignore, square or misread grad_output?). check_gradient names the elements.")
-    if grad_wrote:
-        notes.append("Input mutation: backward wrote into grad_output.")
-    return notes
-
-
-def _element_arrays(shape: tuple[int, ...], leaves, a_flat: np.ndarray):
-    """(numerical, tolerance, measured step, measured, any measured element failed) over x's shape.
-
-    numerical, tolerance and step (float64) hold the dense measurement of each
-    element the search measured alone, NaN elsewhere; measured is bool.
-    """
-    if not leaves:
-        # Nothing measured element by element: read-only views that take no memory.
-        nothing = np.broadcast_to(np.float64(np.nan), shape)
-        return nothing, nothing, nothing, np.broadcast_to(np.False_, shape), False
-    numerical, tolerance, step = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
-    measured = np.zeros(shape, dtype=bool)
-    failed = False
-    for j, value, _, band, width in leaves:
-        numerical.reshape(-1)[j] = value
-        measured.reshape(-1)[j] = True
-        tolerance.reshape(-1)[j] = band
-        step.reshape(-1)[j] = width
-        with np.errstate(invalid="ignore"):
-            failed |= not abs(a_flat[j] - value) <= band
-    return numerical, tolerance, step, measured, failed

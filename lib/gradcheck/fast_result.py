@@ -30,6 +30,8 @@ from lib.gradcheck.result import (
     MAX_REPORTED_ELEMENTS,
     GradCheckResult,
     format_element_table,
+    smaller_steps_lines,
+    smaller_steps_summary,
     tolerance_line,
 )
 
@@ -70,6 +72,16 @@ class FastCheckResult(GradCheckResult):
         probe_dtype: the dtype the probes and the search gave forward (x's
             dtype, or float64 with probe_dtype="float64"); `step` holds their
             realised widths. Elements named are measured in x's dtype.
+        smaller_steps (GradCheckResult's): the measured elements that failed at
+            the default step and were measured again at halving steps.
+        held_still: int64, flat indices of the elements that passed only at a
+            smaller step, held at x while every probe was measured again
+            (lib.gradcheck.reprobe); empty when the probes were not.
+        reprobe_ratio: float64, (probes + 1,) when they were: each probe's
+            error/tolerance measured again, then the random upstream gradient's;
+            the check's probes pass when all are <= 1. Empty otherwise.
+        reprobe_calls: forward calls spent on that (2 per probe, and the search of the
+            random upstream gradient's pair when it ran), included in forward_calls.
 
     Properties beyond the probe and element views: detection_threshold (x's
     shape) and max_detection_threshold, the blind spot of the probes (this
@@ -88,6 +100,10 @@ class FastCheckResult(GradCheckResult):
     detail_calls: int = 0
     mutated_by: str = ""
     probe_dtype: str = ""
+    held_still: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    reprobe_ratio: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    reprobe_calls: int = 0
+
 
     @property
     def probes(self) -> int:
@@ -158,7 +174,11 @@ class FastCheckResult(GradCheckResult):
             line += f"; failing elements found: {failing.tolist()}"
         if self.input_mutated:
             line += f"; {self._mutation_text()}"
-        return line + f"; a single-element error below {self.max_detection_threshold:.4g} can go unseen"
+        if self.reprobe_ratio.size:
+            line += (f"; {'within' if np.all(self.reprobe_ratio <= 1.0) else 'still over'} tolerance with "
+                     f"{self.held_still.size} element(s) that passed at a smaller step held still")
+        return line + smaller_steps_summary(self) + (
+            f"; a single-element error below {self.max_detection_threshold:.4g} can go unseen")
 
     def report(self, max_rows: int = MAX_REPORTED_ELEMENTS) -> str:
         """The dense report's layout: tolerance, then the probes, then the elements found."""
@@ -170,9 +190,13 @@ class FastCheckResult(GradCheckResult):
             head = f"Gradient check failed for {self.dtype}: {self._mutation_text()} (input mutation)"
             if failing.size:
                 head += f"; gradient mismatch at index {int(failing[0])}"
+            elif n_failed_probes and "forward" not in self.mutated_by:
+                # Only backward wrote: the probes' outputs are sound, and they see a mismatch too.
+                head += (f", and {n_failed_probes} of {self.probes} random projections of the gradient are off "
+                         f"(max error/tolerance {float(np.max(self.probe_error_ratio)):.4g})")
         elif failing.size:
             head = f"Gradient check failed for {self.dtype}: gradient mismatch at index {int(failing[0])}"
-        elif n_failed_probes:
+        elif n_failed_probes and not self.passed:  # passed: the probes passed once measured again
             head = (
                 f"Gradient check failed for {self.dtype}: a random projection of the gradient is off "
                 "(no failing element localised)"
@@ -206,6 +230,8 @@ class FastCheckResult(GradCheckResult):
             lines.append(format_element_table(self, rows, step=self.measured_step))
             if failing.size > max_rows:
                 lines.append(f"  ... and {failing.size - max_rows} more failing elements")
+        lines.extend(smaller_steps_lines(self, max_rows))
+        lines.extend(reprobe_lines(self))
         lines.append(f"Numerical gradient divided by the {self.divide_by} step")
         if self.input_mutated:
             lines.append(f"Warning: {self._mutation_text()}.")
@@ -233,3 +259,50 @@ def format_probe_table(result: FastCheckResult) -> str:
 def _writers(forward_wrote: bool, backward_wrote: bool) -> str:
     """Who wrote into the array it was given, for FastCheckResult.mutated_by."""
     return " and ".join(who for who, wrote in (("forward", forward_wrote), ("backward", backward_wrote)) if wrote)
+
+
+def upstream_notes(random_ratio: float, grad_wrote: bool) -> list[str]:
+    """What backward did with grad_output: ignored or misread it, or wrote into it."""
+    notes = []
+    if random_ratio > 1.0:
+        notes.append(f"With a random grad_output the probe misses its tolerance by {random_ratio:.3g}x while "
+                     "grad_output itself may pass: the backward does not compute grad_output^T J (does it "
+                     "ignore, square or misread grad_output?). check_gradient names the elements.")
+    if grad_wrote:
+        notes.append("Input mutation: backward wrote into grad_output.")
+    return notes
+
+
+def element_arrays(shape: tuple[int, ...], leaves, a_flat: np.ndarray):
+    """(numerical, tolerance, measured step, measured, any measured element failed) over x's shape.
+
+    numerical, tolerance and step (float64) hold the dense measurement of each
+    element the search measured alone, NaN elsewhere; measured is bool.
+    """
+    if not leaves:
+        # Nothing measured element by element: read-only views that take no memory.
+        nothing = np.broadcast_to(np.float64(np.nan), shape)
+        return nothing, nothing, nothing, np.broadcast_to(np.False_, shape), False
+    numerical, tolerance, step = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
+    measured = np.zeros(shape, dtype=bool)
+    failed = False
+    for j, value, _, band, width in leaves:
+        numerical.reshape(-1)[j] = value
+        measured.reshape(-1)[j] = True
+        tolerance.reshape(-1)[j] = band
+        step.reshape(-1)[j] = width
+        with np.errstate(invalid="ignore"):
+            failed |= not abs(a_flat[j] - value) <= band
+    return numerical, tolerance, step, measured, failed
+
+
+def reprobe_lines(result) -> list[str]:
+    """The fast report's line on the probes measured again (none when they were not)."""
+    if result.held_still.size == 0:
+        return []
+    ratios = result.reprobe_ratio
+    held = ", ".join(str(int(i)) for i in result.held_still[:10]) + (", ..." if result.held_still.size > 10 else "")
+    verdict = "all within tolerance" if np.all(ratios <= 1.0) else "still failing"
+    return [f"Probes measured again with element(s) {held} held still (they passed only at a smaller step): "
+            f"{verdict}, max error/tolerance {float(np.max(ratios)):.4g} (random grad_output's included), "
+            f"in {result.reprobe_calls} forward calls"]

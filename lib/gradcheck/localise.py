@@ -46,7 +46,8 @@ wrong element among N is found in at most 2 * (ceil(log2 N) - 1) <= 2 log2 N
 forward calls (2 * ceil(log2 N) with a single probe, which has no partner),
 plus 2 to measure the element alone (the dense mode's central difference and
 pass rule, rounding allowance included) and 2 more in float64 when it fails,
-as the dense mode re-measures a failing element.
+as the dense mode re-measures a failing element, then 2 per halving (and one
+call at x per check) when it still fails (lib.gradcheck.kinks).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ import math
 import numpy as np
 
 from lib.gradcheck.blockwise import _U64, _dot, _norm
-from lib.gradcheck.dense import confirm_elements
+from lib.gradcheck.dense import confirmed
+from lib.gradcheck.kinks import Reference
 from lib.gradcheck.prober import _Prober
 from lib.gradcheck.projection import _Group, _ratio
 
@@ -82,6 +84,7 @@ class _Search:
         self.plus_values, self.minus_values = plus, minus
         self.search_calls = 0
         self.detail_calls = 0
+        self.smaller_steps: list = []  # SmallerStep records of the elements measured alone
 
     def _slices(self, lo: int, hi: int):
         """(a, d, |a| w, t w) of the group order[lo:hi], float64."""
@@ -127,8 +130,9 @@ class _Search:
             if group.size == 1:
                 # The element alone, measured and judged exactly as the dense mode does.
                 j = int(self.order[group.lo])
-                numerical, tolerance, width, calls = self.confirm(j)
+                numerical, tolerance, width, calls, smaller = self.confirm(j)
                 self.detail_calls += calls
+                self.smaller_steps.extend(smaller)
                 leaves.append((j, numerical, group, tolerance, width))
                 with np.errstate(invalid="ignore"):
                     passes = abs(self.a[group.lo] - numerical) <= tolerance
@@ -187,24 +191,33 @@ def _start_search(prober, lam, groups, signs, flips, chosen, plus, minus, width,
 
 
 def _dense_confirm(forward, x: np.ndarray, grad_output, analytical: np.ndarray, prober: _Prober, *,
-                   rtol: float, atol: float, eps):
-    """confirm(j) -> (numerical, dense tolerance, realised width, forward calls) for flat index j:
-    element j perturbed alone and judged exactly as the dense mode does (lib.gradcheck.dense)."""
+                   rtol: float, atol: float, eps, reference: Reference | None = None):
+    """confirm(j) -> (numerical, dense tolerance, realised width, forward calls, SmallerStep records) for
+    flat index j: element j perturbed alone and judged exactly as the dense mode does (lib.gradcheck.dense),
+    smaller steps included (lib.gradcheck.kinks). The calls share one y0 = forward(x), made only if some
+    element needs a smaller step."""
 
     # The element is measured at x's own dtype. With float64 probes forward's output dtype at x
     # was never seen; x's dtype is the rounding it must at least allow for.
     out_dtype = prober.f_plus.dtype if prober.native is None else x.dtype
+    reference = reference if reference is not None else Reference(forward, x, np.asarray(grad_output).shape)
 
     def confirm(j):
-        numerical, tolerance, width, calls = confirm_elements(forward, x, grad_output, analytical, [j], rtol=rtol,
-                                                              atol=atol, eps=eps, out_dtype=out_dtype)
-        return float(numerical[0]), float(tolerance[0]), float(width.reshape(-1)[0]), calls
+        done = confirmed(forward, x, grad_output, analytical, [j], rtol=rtol, atol=atol, eps=eps,
+                         out_dtype=out_dtype, reference=reference)
+        return (float(done.numerical[0]), float(done.tolerance[0]), float(done.step.reshape(-1)[0]),
+                done.forward_calls, done.smaller_steps)
 
+    confirm.reference = reference  # y0, for later confirmations in the same check (lib.gradcheck.reprobe)
     return confirm
 
 
-def _localisation_notes(lam, root, leaves, a_flat, localise, stopped, *, rtol, atol) -> list[str]:
-    """Say when the elements found do not account for the failing probe."""
+def _localisation_notes(lam, root, leaves, a_flat, localise, stopped, *, rtol, atol, excused=0) -> list[str]:
+    """Say when the elements found do not account for the failing probe.
+
+    excused: how many of the elements measured passed only at a smaller step;
+    their default-step slopes straddled a kink, which moved the probe too.
+    """
     notes = []
     failing = 0
     # What is left of the probe's residual once the measured elements' own
@@ -220,7 +233,13 @@ def _localisation_notes(lam, root, leaves, a_flat, localise, stopped, *, rtol, a
                 failing += 1
     if stopped:
         notes.append("Localisation stopped at its forward-call budget; check_gradient lists every element.")
-    if failing == 0:
+    if failing == 0 and excused:
+        notes.append(
+            f"No single failing element was isolated; {excused} element{'s' if excused != 1 else ''} measured "
+            "alone passed only at a smaller step (a kink within the default step), which moves the probes too: "
+            "they are measured again with those elements held still."
+        )
+    elif failing == 0:
         notes.append(
             "No single failing element was isolated: errors in several elements may cancel within the "
             "groups that were split. check_gradient (dense mode) lists every element."
