@@ -819,8 +819,9 @@ def test_only_elements_that_fail_the_plain_rule_pay_for_the_noise_term():
     wrong_at_2 = lambda g, v: np.where(np.arange(6) == 2, 3.0, 2.0) * g  # noqa: E731
     result = check_gradient(lambda v: 2 * v, wrong_at_2, x, np.ones(6), probes=0, raise_on_failure=False)
     # 2 per element and 1 at x, then element 2 again (2 calls; float64 x is not re-measured in float64),
-    # then at h0 / 2 (2 calls; the call at x is reused), where its slope has settled at 2: converged elsewhere
-    assert result.forward_calls == 2 * 6 + 1 + 2 + 2
+    # then at h0 / 2 (both points, and x again to see forward repeat itself; y0 is the call at x), where
+    # its slope has settled at 2: converged elsewhere
+    assert result.forward_calls == 2 * 6 + 1 + 2 + 3
     assert [(r.index, r.k, r.verdict) for r in result.smaller_steps] == [(2, 1, "converged elsewhere")]
     assert np.count_nonzero(result.noise) == 1 and result.noise[2] > 0
 

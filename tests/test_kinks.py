@@ -208,8 +208,8 @@ def test_relu_near_its_kink_reports_the_step_it_needed():
     assert "2 passed (0 as a subgradient), 0 failed" in report
     assert result.summary().endswith("; 2 elements measured at smaller steps")
     # forward calls: 2N at the default step and 1 at x (y0, reused), then for each of the two elements
-    # 2 with the rounding sums, 2 in float64 (relu computes in float64), 2 per halving
-    assert result.forward_calls == 2 * x.size + 1 + 2 * (2 + 2 + 2 * k)
+    # 2 with the rounding sums, 2 in float64 (relu computes in float64), 3 per halving (both points, y0 again)
+    assert result.forward_calls == 2 * x.size + 1 + 2 * (2 + 2 + 3 * k)
 
 
 def test_relu_on_its_kink_passes_as_a_subgradient():
@@ -242,8 +242,8 @@ def test_an_element_that_passes_at_the_default_step_costs_no_extra_call():
     near[3] = 1e-4
     kinked = check_gradient(relu, relu_backward, near, np.ones_like(near))
     k = expected_k(1e-4, H0_32)
-    # only the kinked element pays: rounding sums, float64, and 2 per halving; y0 is the validation's call
-    assert kinked.forward_calls - plain.forward_calls == 2 + 2 + 2 * k
+    # only the kinked element pays: rounding sums, float64, and 3 per halving; y0 is the validation's call
+    assert kinked.forward_calls - plain.forward_calls == 2 + 2 + 3 * k
 
 
 def test_report_of_a_check_that_needs_no_smaller_step_is_unchanged():
@@ -302,9 +302,9 @@ def test_a_backward_wrong_everywhere_fails_within_a_couple_of_halvings(wrong, dt
     result = check_gradient(np.tanh, backward, x, np.ones_like(x), probes=0, raise_on_failure=False)
     assert not result.passed
     assert max(r.k for r in result.smaller_steps) <= 2
-    # default step, y0, rounding sums, float64 (float32 only), then at most 2 halvings per element
+    # default step, y0, rounding sums, float64 (float32 only), then at most 2 halvings (3 calls each) per element
     float64_calls = 2 * x.size if dtype == np.float32 else 0
-    assert result.forward_calls <= 2 * x.size + 1 + 2 * x.size + float64_calls + 2 * 2 * x.size
+    assert result.forward_calls <= 2 * x.size + 1 + 2 * x.size + float64_calls + 2 * 3 * x.size
     fast = check_gradient(np.tanh, backward, x, np.ones_like(x), mode="fast", raise_on_failure=False)
     assert not fast.passed
 
@@ -415,3 +415,36 @@ def test_a_backward_that_writes_and_mismatches_is_named_for_both():
                            raise_on_failure=False)
     assert quiet.report().splitlines()[0] == (
         "Gradient check failed for float32: an input array was modified (see the last lines)")
+
+
+def test_a_forward_that_does_not_repeat_itself_rarely_passes_at_smaller_steps(monkeypatch):
+    # relu with a fresh dropout mask per call (p = 0.1, the backward scaled for the mean): the
+    # element at 1e-4 reaches the halving steps, where the masks often agree by chance;
+    # forward(x) called again at every step catches most of it.
+    def passes(trials=200):
+        rng = np.random.default_rng(3)
+
+        def stochastic(z):
+            return (np.maximum(z, 0) * (rng.random(z.shape) > 0.1) / 0.9).astype(z.dtype)
+
+        x = np.array([1e-4, 0.5, 0.25], dtype=np.float32)
+        return sum(check_gradient(stochastic, lambda g, z: g * (z > 0) / 0.9, x, np.ones_like(x), probes=0,
+                                  raise_on_failure=False).passed for _ in range(trials))
+
+    with_repeats = passes()
+    monkeypatch.setattr("lib.gradcheck.kinks._repeats", lambda forward, work, y0: True)
+    assert with_repeats <= 0.03 * 200 < 0.25 * 200 <= passes()
+
+
+def test_the_report_names_a_forward_that_changed_between_calls():
+    calls = iter(range(10**6))
+
+    def drifting(z):  # relu, plus a term that changes on every call
+        return np.maximum(z, 0) + np.float32(1e-3) * (next(calls) % 2)
+
+    x = np.array([1e-4, 0.5], dtype=np.float32)
+    result = check_gradient(drifting, lambda g, z: g * (z > 0), x, np.ones_like(x), probes=0,
+                            raise_on_failure=False)
+    assert not result.passed
+    assert [(r.index, r.k, r.verdict) for r in result.smaller_steps] == [(0, 1, "forward(x) changed")]
+    assert "FAIL: forward(x) changed between calls" in result.report()

@@ -24,9 +24,14 @@ with a outside the one-sided slopes, rounding above the tolerance, a step
 below the dtype's spacing, or K_MAX halvings without a decision.
 
 Each upstream gradient (row) is decided on its own; an element is halved
-until every row that failed at the default step is decided, two forward calls
-per halving. y0 = forward(x) is made once per check, when the first element
-reaches this stage (`Reference`); the dense mode already has it.
+until every row that failed at the default step is decided, three forward
+calls per halving: the two points, and forward(x) again. y0 = forward(x) is
+made once per check, when the first element reaches this stage (`Reference`);
+the dense mode already has it. Only a forward that repeats itself is trusted:
+one whose output at x changes between two calls (a fresh dropout mask per
+call) would, over many steps, now and then agree with itself by chance. The
+first repeat that differs from y0 fails its element ("forward(x) changed") and
+ends the stage for the check.
 """
 
 from __future__ import annotations
@@ -134,6 +139,16 @@ def _measure(forward, work: np.ndarray, i: int, k: int, h0: float, y0: np.ndarra
                  d_minus / w_minus, r_plus / w_plus, r_minus / w_minus)
 
 
+#: The verdict of an element whose forward(x) changed between two calls.
+NOT_REPEATED = "forward(x) changed"
+
+
+def _repeats(forward, work: np.ndarray, y0: np.ndarray) -> bool:
+    """Whether forward(x) called again gives y0 (a NaN matching a NaN); work holds x's values."""
+    again = np.array(sweep.accept(forward(work), y0.shape), dtype=np.float64)
+    return bool(np.array_equal(again, y0, equal_nan=True))
+
+
 def _decide(a: np.ndarray, step: _Step, central: np.ndarray, noise: np.ndarray, previous: _Step | None,
             kinked: np.ndarray, *, rtol: float, atol: float) -> np.ndarray:
     """The verdict of each row at this step, in the specification's order ("" to go on halving).
@@ -169,7 +184,8 @@ def _halve(forward, work, i: int, h0: float, y0, grads, magnitudes, u: float, a,
     """Halve the step of element i until every row is decided.
 
     a, central, noise: (rows,) the analytical values and the default-step n_0, v_0
-    of the rows to decide. Returns ([(verdict, its _Step or None)] per row, forward calls).
+    of the rows to decide. Returns ([(verdict, its _Step or None)] per row, forward calls,
+    whether forward(x) repeated itself at every step).
     """
     decided: list = [None] * a.size
     kinked = np.ones(a.size, dtype=bool)
@@ -178,16 +194,18 @@ def _halve(forward, work, i: int, h0: float, y0, grads, magnitudes, u: float, a,
         step = _measure(forward, work, i, k, h0, y0, grads, magnitudes, u)
         if step is None:
             break  # the step is below the dtype's spacing: undecided
-        calls += 2
+        calls += 3
+        if not _repeats(forward, work, y0):
+            return [d if d is not None else (NOT_REPEATED, step) for d in decided], calls, False
         kinked &= step.gap > _band(step.plus, step.minus, rtol, atol) + step.sides_noise
         verdicts = _decide(a, step, central, noise, previous, kinked, rtol=rtol, atol=atol)
         for r in np.flatnonzero((verdicts != "") & np.array([d is None for d in decided])):
             decided[r] = (str(verdicts[r]), step)
         if all(d is not None for d in decided):
-            return decided, calls
+            return decided, calls, True
         previous, central, noise = step, step.central, step.noise
     reason = "spacing" if k < K_MAX or step is None else "no decision"
-    return [d if d is not None else (reason, previous) for d in decided], calls
+    return [d if d is not None else (reason, previous) for d in decided], calls, True
 
 
 #: What each verdict passes (the rest fail) and how it is reported.
@@ -270,14 +288,17 @@ def smaller_steps(forward, x: np.ndarray, columns, grads: np.ndarray, analytical
         if rows.size == 0:
             continue
         y0 = reference.values().reshape(reference.out_shape)
-        decided, spent = _halve(forward, work, i, float(h0[c]), y0, grads[rows], magnitudes[rows], u,
-                                analytical[rows, c], central[rows, c], noise[rows, c], rtol=rtol, atol=atol)
+        decided, spent, repeated = _halve(forward, work, i, float(h0[c]), y0, grads[rows], magnitudes[rows], u,
+                                          analytical[rows, c], central[rows, c], noise[rows, c], rtol=rtol,
+                                          atol=atol)
         calls += spent
         for j, (r, (verdict, step)) in enumerate(zip(rows.tolist(), decided, strict=True)):
             a = float(analytical[r, c])
             numerical[r, c], noise_out[r, c], band[r, c], width[r, c] = _reported(a, verdict, step, j, rtol=rtol,
                                                                                   atol=atol)
             records[r].append(_record(i, verdict, step, j, float(h0[c])))
+        if not repeated:
+            break  # no later element may pass on a forward that does not repeat itself
     return Remeasured(columns, numerical, noise_out, band, width, tuple(tuple(r) for r in records), calls)
 
 

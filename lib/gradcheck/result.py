@@ -21,7 +21,8 @@ class SmallerStep:
         step: h_k, the nominal step in x's units; width: its realised width w+ + w-.
         verdict: "converged" or "subgradient" (passed); "converged elsewhere", "not a
             subgradient", or undecided: "rounding" (above the tolerance), "spacing" (the
-            step fell below the dtype's spacing), "no decision" (K_MAX halvings).
+            step fell below the dtype's spacing), "no decision" (K_MAX halvings), or
+            "forward(x) changed" (forward did not repeat itself between two calls at x).
         central: the central slope n_k; slope_minus, slope_plus: the one-sided slopes s-, s+.
     """
 
@@ -208,6 +209,7 @@ VERDICT_TEXT = {
     "converged elsewhere": "FAIL: converged elsewhere", "not a subgradient": "FAIL: kink, not between the slopes",
     "rounding": "FAIL: undecided (rounding)", "spacing": "FAIL: undecided (dtype spacing)",
     "no decision": "FAIL: undecided",
+    "forward(x) changed": "FAIL: forward(x) changed between calls",
 }
 
 
