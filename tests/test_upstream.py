@@ -65,12 +65,20 @@ def test_the_real_bug_fails_under_every_checker_and_sets_the_exit_code(fixture_r
         assert not cube[key]["passed"], key
     assert cube["ours"]["ratio"] > 100
     assert done.returncode == 1, done.stderr
-    assert document["passed_ours"] == 2 and document["total"] == 3
+    assert document["passed_ours"] == 2 and document["total"] == 4
+
+
+def test_a_forward_that_draws_a_new_mask_per_call_is_not_passed_at_smaller_steps(fixture_run):
+    _, document, _ = fixture_run
+    fresh = _test(document, "test_fresh_mask_gradient")
+    assert not fresh["ours"]["passed"]
+    verdicts = [element["verdict"] for element in fresh["ours"]["remeasured"]]
+    assert verdicts and verdicts[-1] == "changed" and "converged" not in verdicts
 
 
 def test_a_gradient_test_main_never_calls_is_found_and_run(fixture_run):
     done, document, _ = fixture_run
-    assert document["never_called_from_main"] == ["test_square_gradient"]
+    assert document["never_called_from_main"] == ["test_fresh_mask_gradient", "test_square_gradient"]
     square = _test(document, "test_square_gradient")
     # correct, and failed by the fixture's fixed-step checker just as the original's failed in float32
     assert square["ours"]["passed"] and not square["upstream_here"]["passed"]

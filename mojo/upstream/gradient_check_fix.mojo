@@ -19,13 +19,15 @@ What it does differently from the checker it replaces (docs/checking_at_kinks.md
   exactly or almost zero is measured as pure rounding; this term passes it.
 * An element that still fails is measured again at halving steps (stage 2) and is
   blamed only if they settle on a value other than the analytical one, or if it sits
-  on a kink and the analytical value is not between the one-sided slopes.
+  on a kink and the analytical value is not between the one-sided slopes. Each step
+  also calls forward at x again: a forward that does not repeat itself (a fresh
+  dropout mask per call) fails the element and ends stage 2.
 
 `measure_gradient` returns every number (worst ratio, re-measured elements and their
 steps, extra forward calls); `check_gradient` raises on a failure.
 """
 
-from math import cbrt
+from math import cbrt, isnan
 
 from utils.numerics import inf, nan
 
@@ -45,7 +47,8 @@ struct Remeasured(Copyable, Movable):
     "subgradient" (passed, on a kink, analytical between the one-sided slopes),
     "elsewhere" (failed, settled on another value), "kink" (failed, on a kink
     and outside the one-sided slopes), "undecided" (failed: rounding exceeded the
-    tolerance, the step fell below the dtype's spacing, or the steps ran out).
+    tolerance, the step fell below the dtype's spacing, or the steps ran out),
+    "changed" (failed: forward(x) gave other outputs on a second call).
     """
 
     var index: Int
@@ -215,6 +218,18 @@ fn subgradient_ratio(a: Float64, sides: Sides, rtol: Float64, atol: Float64) -> 
     return ratio_of(outside, tolerance(sides.plus, sides.minus, rtol, atol) + sides.plus_noise + sides.minus_noise)
 
 
+fn same_outputs(again: Evaluation, first: Evaluation) -> Bool:
+    """Whether a second forward(x) gave the first one's outputs (a NaN matching a NaN)."""
+    if len(again.outputs) != len(first.outputs):
+        return False
+    for j in range(len(first.outputs)):
+        var p = again.outputs[j]
+        var q = first.outputs[j]
+        if not (p == q or (isnan(p) and isnan(q))):
+            return False
+    return True
+
+
 fn remeasure(
     forward_fn: fn (ExTensor) raises escaping -> ExTensor,
     x: ExTensor,
@@ -243,6 +258,12 @@ fn remeasure(
         var w_minus = xi - down.point
         if w_plus == 0.0 or w_minus == 0.0:  # below the dtype's spacing
             break
+        # Only a forward that repeats itself is trusted: one that draws anew on every call
+        # (a dropout mask) would, over many steps, now and then agree with itself by chance.
+        var at_x = evaluate(forward_fn, x, -1, 0.0)
+        calls += 1
+        if not same_outputs(at_x, y0):
+            return Remeasured(index, "changed", h, first_ratio, first_ratio, nan[DType.float64](), nan[DType.float64]())
         var d_plus = difference(up, y0, grad_output)
         var d_minus = difference(y0, down, grad_output)
         var width = w_plus + w_minus
@@ -287,7 +308,8 @@ fn measure_gradient(
     """Judge every element of `analytical` against finite differences of forward at x.
 
     Leaves x untouched. Two forward calls per element; an element that fails at the
-    default step costs two more per halving, plus one call at x itself per check.
+    default step costs three more per halving (both points and x again), plus one call at x
+    itself per check.
     """
     if analytical._numel != x._numel:
         raise Error("check_gradient: the backward returned " + String(analytical._numel)
@@ -295,6 +317,7 @@ fn measure_gradient(
     var report = GradientReport()
     var y0 = Evaluation(0.0, List[Float64](), 0.0)
     var have_y0 = False
+    var repeats = True  # False once forward(x) changed between two calls: no more smaller steps
     for i in range(x._numel):
         var xi = x._get_float64(i)
         var a = analytical._get_float64(i)
@@ -306,7 +329,7 @@ fn measure_gradient(
         var n = d.value / width if width > 0.0 else 0.0
         var noise = d.rounding / width if width > 0.0 else 0.0
         var ratio = ratio_of(abs(a - n), tolerance(a, n, rtol, atol) + noise)
-        if ratio > 1.0 and width > 0.0:
+        if ratio > 1.0 and width > 0.0 and repeats:
             if not have_y0:
                 y0 = evaluate(forward_fn, x, -1, 0.0)
                 have_y0 = True
@@ -317,6 +340,7 @@ fn measure_gradient(
             var again = remeasure(forward_fn, x, grad_output, y0, i, a, h0, first, ratio, rtol, atol, calls)
             report.extra_forward_calls += calls
             ratio = again.ratio
+            repeats = again.verdict != "changed"
             report.remeasured.append(again^)
         report.record(i, ratio)
     return report^
