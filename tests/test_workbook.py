@@ -69,7 +69,7 @@ def test_unknown_parameter_is_refused_with_the_valid_names(tiny_workbook):
 @pytest.mark.parametrize(("name", "value", "accepted"), [
     ("p", "1.0", r"\[0, 1\)"), ("p", "nan", r"\[0, 1\)"), ("seed", "-1", r"\[0, 9223372036854775807\]"),
     ("seed", "1.5", "int"),
-    ("boom", "maybe", "bool")])
+    ("boom", "maybe", "true or false")])
 def test_invalid_parameter_values_are_refused_before_running(tiny_workbook, name, value, accepted):
     books = workbook.discover(tiny_workbook)
     with pytest.raises(workbook.WorkbookError, match=accepted):
@@ -191,7 +191,9 @@ def test_a_backwards_range_is_explained(tiny_workbook):
 
 
 @pytest.mark.parametrize(("name", "value", "accepted"), [
-    ("rng", "bogus", "'reseed', 'global'"), ("n_max", "0", ">= 100"), ("fault", "0", "other than 0")])
+    ("rng", "bogus", r"13_playground.ipynb accepts rng one of \{reseed, global\}"),
+    ("n_max", "0", r"12_scaling_and_localisation.ipynb accepts n_max as an integer in \[100, 10\*\*7\]"),
+    ("fault", "0", r"12_scaling_and_localisation.ipynb accepts fault in \(-inf, inf\) except 0")])
 def test_notebook_specific_parameters_are_checked_before_any_kernel_starts(name, value, accepted):
     with pytest.raises(workbook.WorkbookError, match=accepted):
         workbook.resolve_parameters(workbook.discover(), [(name, value)])
@@ -401,3 +403,44 @@ def test_by_default_notebooks_run_one_per_core_at_once(tmp_path):
     assert main(["run", "--notebook-dir", str(books), "--output", str(tmp_path / "out")]) == 0
     commands = next(a for a in build_parser()._actions if a.dest == "command")
     assert "default: one per core" in commands.choices["run"].format_help()
+
+
+def test_a_run_replaces_everything_the_previous_run_wrote_and_nothing_else(tiny_workbook, tmp_path):
+    out = tmp_path / "out"
+    assert main(["run", "--notebook-dir", str(tiny_workbook), "--output", str(out), "--html", "--jobs", "2"]) == 0
+    assert {"02_second.ipynb", "02_second.html", "index.html"} <= {p.name for p in out.iterdir()}
+    (out / "notes.txt").write_text("mine")  # not the runner's: kept
+    (out / "05_mine.html").write_text("mine too")
+    assert main(["run", "1", "--notebook-dir", str(tiny_workbook), "--output", str(out), "--html",
+                 "-p", "seed=7"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["01_first.html", "01_first.ipynb", "05_mine.html", "index.html",
+                                                      "notes.txt", "summary.json", "summary.md"]
+    index = (out / "index.html").read_text()
+    assert "Parameters: seed=7" in index and "02_second" not in index
+    record = json.loads((out / "summary.json").read_text())
+    assert record["files"] == ["01_first.html", "01_first.ipynb", "index.html", "summary.json", "summary.md"]
+    assert "seed=7" in (out / "summary.md").read_text()
+
+
+def test_a_stopped_run_leaves_the_earlier_runs_output_as_it_was(tiny_workbook, tmp_path, monkeypatch, capsys):
+    import signal
+
+    from lib.workbook import execution, staging
+
+    out = tmp_path / "out"
+    out.mkdir()
+    earlier = {"01_first.ipynb": "{}", "index.html": "earlier index", "summary.md": "earlier",
+               "summary.json": json.dumps({"notebooks": [{"file": "01_first.ipynb"}]})}
+    for name, text in earlier.items():
+        (out / name).write_text(text)
+
+    def stopped(selected, staged, parameters, jobs):
+        (staged / "01_first.ipynb").write_text("half a run")
+        return [], signal.SIGINT
+
+    monkeypatch.setattr(execution, "execute_all", stopped)
+    assert main(["run", "--notebook-dir", str(tiny_workbook), "--output", str(out), "--html"]) == 130
+    assert {p.name: p.read_text() for p in out.iterdir()} == earlier  # and no staging folder
+    assert "left as it was" in capsys.readouterr().err
+    # a summary from before the list of files was kept still says which files were the runner's
+    assert staging.earlier_files(out) == ["01_first.ipynb", "index.html", "summary.json", "summary.md"]

@@ -5,18 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from lib import _checks, replica, upstream
 from lib.replica import twin
 from lib.replica.printout import print_diagnostic
-from lib.workbook import processes, ranges, report, summary
+from lib.workbook import execution, findings, processes, ranges, report, staging, summary
 from lib.workbook import runner as workbook
-
 
 #: A negative number, exponent and all (-1e-5), as a value rather than an option.
 NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-inf$")
@@ -84,7 +81,7 @@ def _add_run(commands) -> None:
     parser.add_argument("--update-sources", action="store_true",
                         help="re-execute with defaults and store the outputs in the source notebooks")
     parser.add_argument("--jobs", type=int, default=None,
-                        help=f"notebooks run at once (default: one per core, here {_cores()})")
+                        help=f"notebooks run at once (default: one per core, here {execution.cores()})")
     parser.add_argument("--list", action="store_true", help="list notebooks and their parameters, run nothing")
     parser.add_argument("--notebook-dir", type=Path, default=None,
                         help="folder of the numbered notebooks (default: the checkout's notebooks/, else ./notebooks)")
@@ -206,10 +203,13 @@ def _summary(runs, total: float) -> str:
     name_width = max((len(r.source.stem) for r in runs), default=len("notebook"))
     lines = [f"{'notebook':<{name_width}}  {'status':<6}  {'time':>6}  verdict"]
     for r in runs:
-        verdict = r.verdict if len(r.verdict) <= 100 else r.verdict[:97] + "..."
+        verdict = r.outcome if len(r.outcome) <= 100 else r.outcome[:97] + "..."
         lines.append(f"{r.source.stem:<{name_width}}  {r.status:<6}  {r.seconds:>5.1f}s  {verdict}")
     failed = sum(r.status != "ok" for r in runs)
     lines.append(f"notebooks: {len(runs) - failed} ok, {failed} failed, {total:.1f} s")
+    found = findings.as_text(findings.answer([findings.entry(r, r.source.stem) for r in runs]))
+    if found:
+        lines += ["", "What this run found:", *(f"  {line}" for line in found)]
     return "\n".join(lines)
 
 
@@ -223,14 +223,14 @@ def _run(args) -> int:
     if args.list:
         return _list(selected)
     if args.jobs is None:
-        args.jobs = _cores()
+        args.jobs = execution.cores()
     if args.jobs < 1:
         raise workbook.WorkbookError(f"--jobs must be an integer >= 1; got {args.jobs}")
     if args.update_sources and args.parameter:
         raise workbook.WorkbookError("--update-sources stores default outputs; it cannot be combined with -p")
-    workbook.check_output_folder(args.output, args.notebook_dir, update_sources=args.update_sources)
     pairs = [workbook.split_parameter(p) for p in args.parameter]
-    parameters = workbook.resolve_parameters(selected, pairs)
+    parameters = workbook.resolve_parameters(selected, pairs)  # before anything is created or started
+    workbook.check_output_folder(args.output, args.notebook_dir, update_sources=args.update_sources)
     output = args.output / "update" if args.update_sources else args.output
 
     with processes.output_lock(output):
@@ -238,17 +238,23 @@ def _run(args) -> int:
 
 
 def _run_into(output: Path, selected, parameters: dict, pairs, args) -> int:
-    """Execute, write the summary (and report, and sources), print the table; the exit code."""
+    """Execute into a staging folder, write the summary (and report), swap it in, print the table; the exit code.
+
+    The earlier run's files stay in `output` until this run is complete (lib.workbook.staging);
+    a run stopped half-way leaves them as they were, and only when there were none does it
+    leave what it finished, with a summary saying where it stopped.
+    """
     start = time.perf_counter()
     total = len(selected)
     print(f"Running {total} notebook(s) into {output}/ ...", flush=True)
-    runs, stopped = _execute_all(selected, output, parameters, args.jobs)
+    staged = staging.stage(output)
+    runs, stopped = execution.execute_all(selected, staged, parameters, args.jobs)
     took = time.perf_counter() - start  # one number for the summary files, the report and the terminal
-    json_path, md_path = summary.write_summary(runs, parameters, output, took)
-    print(f"Summary: {md_path} and {json_path.name} (full verdicts, parameters, versions, git revision)")
-    if args.html:
-        index = report.write_report(runs, output, pairs, total=took)
-        print(f"HTML report: {index}")
+    if stopped and staging.has_earlier_run(output):
+        staging.discard(staged)
+        print(f"The earlier run's output in {output}/ is left as it was.", file=sys.stderr)
+    else:
+        _write_records(runs, staged, output, parameters, pairs, took, stopped, args)
     if args.update_sources:
         for run in runs:
             if run.status == "ok":
@@ -266,70 +272,20 @@ def _run_into(output: Path, selected, parameters: dict, pairs, args) -> int:
     return 1 if failed else 0
 
 
-class _Stop(BaseException):
-    """SIGTERM, turned into an exception in the main process so that the run stops like on Ctrl-C
-    (a BaseException, like KeyboardInterrupt, so that no `except Exception` swallows it)."""
-
-
-def _cores() -> int:
-    """The cores this process may run on (its CPU affinity where the system has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _raise_stop(signum, frame):
-    raise _Stop(signum)
-
-
-def _execute_all(selected, output: Path, parameters: dict, jobs: int):
-    """Execute the notebooks in worker processes, printing a line as each finishes.
-
-    Returns (runs, stopped): the finished runs in order, and the signal that
-    stopped the run (None when all ran). On Ctrl-C or SIGTERM the queued
-    notebooks are cancelled and the workers killed at once (their kernels
-    exit with them), so no process is left behind.
-    """
-    runs: list = []
-    previous = signal.signal(signal.SIGTERM, _raise_stop)
-    # A process started with SIGINT ignored (a background job of a script, or a parent that
-    # ignores it) would inherit that and sleep through Ctrl-C; the runner always honours it.
-    previous_interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
-    pool = ProcessPoolExecutor(max_workers=jobs, initializer=processes.exit_with_parent)
-    try:
-        futures = [pool.submit(workbook.execute, path, output / path.name, parameters[path]) for path in selected]
-        for number, (path, future) in enumerate(zip(selected, futures, strict=True), start=1):
-            try:
-                run = future.result()
-            except Exception as failure:  # the worker process itself died
-                run = workbook.NotebookRun(path, output / path.name, "failed", 0.0,
-                                           error=f"{path.name}: {type(failure).__name__}: {failure}")
-            runs.append(run)
-            word = run.verdict.split(" - ")[0]
-            print(f"[{number:>2}/{len(selected)}] {run.source.name:<40} {run.status:<6} {run.seconds:5.1f} s  {word}",
-                  flush=True)
-            if run.error:
-                print(f"        {run.error}", flush=True)
-    except (KeyboardInterrupt, _Stop) as stop:
-        _kill_workers(pool)
-        processes.remove_partials(output)
-        signum = stop.args[0] if isinstance(stop, _Stop) else signal.SIGINT
-        return runs, signal.Signals(signum)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, previous_interrupt)
-        pool.shutdown(wait=True, cancel_futures=True)
-    return runs, None
-
-
-def _kill_workers(pool: ProcessPoolExecutor) -> None:
-    """SIGTERM to every worker (each stops its kernel, see processes.exit_with_parent), SIGKILL to a straggler."""
-    workers = list((pool._processes or {}).values())  # the executor has no public way to stop a running task
-    for process in workers:
-        if process.is_alive():
-            process.terminate()
-    for process in workers:
-        process.join(timeout=5)
-        if process.is_alive():
-            process.kill()
+def _write_records(runs, staged: Path, output: Path, parameters, pairs, took, stopped, args) -> None:
+    """The report and the summary, written beside the staged notebooks, then all swapped into `output`."""
+    if args.html:
+        report.write_report(runs, staged, pairs, total=took)
+    produced = {run.output.name for run in runs}
+    leftover = set(staging.earlier_files(output))
+    earlier = [p.name for p in output.glob("[0-9][0-9]_*.ipynb") if p.name not in produced | leftover]
+    summary.write_summary(runs, parameters, staged, took, earlier, stopped.name if stopped else None)
+    staging.swap(staged, output)
+    for run in runs:
+        run.output = output / run.output.name
+    print(f"Summary: {output / 'summary.md'} and summary.json (full verdicts, parameters, versions, git revision)")
+    if args.html:
+        print(f"HTML report: {output / report.INDEX_NAME}")
 
 
 def _joined_parameters(argv: list[str]) -> list[str]:

@@ -29,6 +29,7 @@ from lib.workbook.parameters import (  # noqa: F401  (the runner's interface: cl
     resolve_parameters,
     split_parameter,
 )
+from lib.workbook.progress import progress_engine
 from lib.workbook.verdict import parse_verdict
 
 #: The checkout's notebooks. An install that is not editable (`pip install .`) has no notebooks
@@ -99,6 +100,23 @@ class NotebookRun:
     seconds: float
     verdict: str = "-"
     error: str = ""
+    #: where a failed notebook stopped, "cell K ('first line')" (K counted in the source, as in `error`)
+    cell: str = ""
+    #: whether the notebook has a cell tagged `verdict` (a teaching notebook has none)
+    verdict_cell: bool = False
+
+    @property
+    def outcome(self) -> str:
+        """The verdict, or what stands in for it: 'crashed in cell K (...)', or '-' for a teaching notebook."""
+        if self.verdict != "-":
+            return self.verdict
+        if self.status != "ok":
+            return f"crashed in {self.cell}" if self.cell else "crashed before any cell ran"
+        return "no verdict (its verdict cell printed none)" if self.verdict_cell else "-"
+
+
+def has_verdict_cell(notebook) -> bool:
+    return any("verdict" in cell.get("metadata", {}).get("tags", []) for cell in notebook.cells)
 
 
 def read_verdict(notebook) -> str:
@@ -171,7 +189,7 @@ def _source_cell(source: Path, failing_source: str, fallback: int) -> int:
 
 
 def _last_started_cell(executed: Path, source: Path) -> str:
-    """' cell K ('first line')' for the last cell papermill started in `executed`: after a dead kernel,
+    """'cell K ('first line')' for the last cell papermill started in `executed`: after a dead kernel,
     the one that was running; '' when none started or the file cannot be read."""
     import nbformat
 
@@ -183,7 +201,7 @@ def _last_started_cell(executed: Path, source: Path) -> str:
     if not started:
         return ""
     index, cell = started[-1]
-    return f" cell {_source_cell(source, cell.source, index)} ({_first_line(cell.source)!r})"
+    return f"cell {_source_cell(source, cell.source, index)} ({_first_line(cell.source)!r})"
 
 
 def _first_line(text: str) -> str:
@@ -191,7 +209,7 @@ def _first_line(text: str) -> str:
     return line if len(line) <= 60 else line[:57] + "..."
 
 
-def execute(source: Path, output: Path, parameters: dict) -> NotebookRun:
+def execute(source: Path, output: Path, parameters: dict, progress: Path | None = None) -> NotebookRun:
     """Execute one notebook into `output` in the source's folder.
 
     Never raises for what happens inside the notebook: a cell error, a dead
@@ -202,7 +220,8 @@ def execute(source: Path, output: Path, parameters: dict) -> NotebookRun:
     `.NN_name.partial.ipynb` beside `output` and replaces `output` only once
     papermill has finished (an executed notebook that failed in a cell is
     complete too, with its error). A run stopped half-way leaves the previous
-    `output` as it was.
+    `output` as it was. With `progress`, the cell being run is written there
+    as each starts (lib.workbook.progress), for the runner to print.
     """
     import nbformat
     import papermill
@@ -212,30 +231,29 @@ def execute(source: Path, output: Path, parameters: dict) -> NotebookRun:
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.stem}.partial.ipynb")  # papermill wants the suffix
     start = time.perf_counter()
-    status, error = "ok", ""
+    status, error, cell = "ok", "", ""
     try:
         papermill.execute_notebook(str(source), str(partial), parameters=parameters, cwd=str(source.parent),
                                    kernel_name=KERNEL_NAME, progress_bar=False, log_output=False,
-                                   extra_arguments=KERNEL_ARGUMENTS)
+                                   extra_arguments=KERNEL_ARGUMENTS, **progress_engine(progress))
     except PapermillExecutionError as failure:
         status = "failed"
-        cell = _source_cell(source, failure.source, failure.cell_index)
-        error = (f"{source.name}: cell {cell} ({_first_line(failure.source)!r}) "
-                 f"raised {failure.ename}: {failure.evalue}")
+        cell = f"cell {_source_cell(source, failure.source, failure.cell_index)} ({_first_line(failure.source)!r})"
+        error = f"{source.name}: {cell} raised {failure.ename}: {failure.evalue}"
     except Exception as failure:  # a dead kernel, a timeout, a file that is not a notebook
         status = "failed"
         cell = _last_started_cell(partial, source) if partial.exists() else ""
-        error = f"{source.name}:{cell} {type(failure).__name__}: {failure}"
+        error = f"{source.name}:{' ' + cell if cell else ''} {type(failure).__name__}: {failure}"
     if partial.exists():
         os.replace(partial, output)
-    seconds = time.perf_counter() - start
-    verdict = "-"
+    run = NotebookRun(source, output, status, time.perf_counter() - start, "-", error, cell)
     if status == "ok" or output.exists():
         try:
-            verdict = read_verdict(nbformat.read(str(output), as_version=4))
+            executed = nbformat.read(str(output), as_version=4)
+            run.verdict, run.verdict_cell = read_verdict(executed), has_verdict_cell(executed)
         except Exception:  # a half-written output after a crash has no verdict to read
-            verdict = "-"
-    return NotebookRun(source, output, status, seconds, verdict, error)
+            pass
+    return run
 
 
 def update_source(run: NotebookRun) -> None:
