@@ -24,6 +24,8 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from lib.workbook import findings
+
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 PNG = "image/png"
 INDEX_NAME = "index.html"
@@ -161,7 +163,7 @@ th,td{padding:6px 10px;text-align:left;border-bottom:1px solid #ddd;vertical-ali
 th{background:#f4f4f6}td.num{text-align:right;white-space:nowrap}.file{color:#777;font-size:0.85em}
 .word{display:inline-block;padding:1px 6px;border-radius:3px;color:#fff;font-size:0.8em;font-weight:600}
 .failed{color:#d1495b;font-weight:600}.error{color:#d1495b;font-size:0.85em}
-.conclusion{max-width:75ch;line-height:1.45}
+.conclusion{max-width:90ch;line-height:1.45;padding-left:1.2em}.conclusion li{margin:0.25em 0}
 .gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(360px,100%),1fr));gap:1.2em;
 align-items:start}
 td{overflow-wrap:anywhere}
@@ -174,12 +176,17 @@ figcaption{font-size:0.9em;margin-bottom:0.4em}
 """
 
 
-def _verdict_cell(verdict: str) -> str:
-    word, _, reason = verdict.partition(" - ")
-    if word not in _WORD_COLORS:
-        return "<span class='file'>no verdict (a teaching notebook)</span>" if verdict == "-" else html.escape(verdict)
-    badge = f"<span class='word' style='background:{_WORD_COLORS[word]}'>{html.escape(word)}</span>"
-    return f"{badge} {html.escape(reason)}"
+def _verdict_cell(run) -> str:
+    word, _, reason = run.verdict.partition(" - ")
+    if word in _WORD_COLORS:
+        badge = f"<span class='word' style='background:{_WORD_COLORS[word]}'>{html.escape(word)}</span>"
+        return f"{badge} {html.escape(reason)}"
+    outcome = getattr(run, "outcome", run.verdict)
+    if run.status != "ok":
+        return f"<span class='failed'>{html.escape(outcome)}</span>"
+    if outcome == "-":
+        return "<span class='file'>no verdict (a teaching notebook)</span>"
+    return html.escape(outcome)
 
 
 class _Entry:
@@ -204,26 +211,15 @@ def _inline(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
-def _conclusion(runs: Sequence) -> str:
-    """One paragraph from this run's verdicts: the reproduction (01), the causes confirmed, the fix (10).
-
-    Only verdict lines go in, so every number in it was computed by the run; a
-    part whose notebook did not run, or has no verdict, is left out.
-    """
-    by_number = {r.source.name[:2]: r for r in runs if " - " in r.verdict}
-    parts = []
-    if "01" in by_number:
-        parts.append(f"Reproduction (01): {by_number['01'].verdict}.")
-    # The hypotheses are 02-09; later notebooks apply the tools rather than test a cause.
-    causes = [r for n, r in sorted(by_number.items()) if "01" < n < "10" and r.verdict.startswith("CONFIRMED")]
-    if causes:
-        parts.append("Confirmed as a cause: " + "; ".join(f"{r.source.name[:2]}: {r.verdict.partition(' - ')[2]}"
-                                                        for r in causes) + ".")
-    if "10" in by_number:
-        parts.append(f"Fix (10): {by_number['10'].verdict}.")
-    if not parts:
+def _conclusion(entries: Sequence[dict]) -> str:
+    """'What this run found': labelled lines from this run's verdicts (lib.workbook.findings), or ''."""
+    lines = findings.answer(list(entries))
+    if not lines:
         return ""
-    return f"<h2>What this run found</h2>\n<p class='conclusion'>{_inline(' '.join(parts))}</p>"
+    items = "\n".join(f"<li><strong>{html.escape(label)}</strong>: {_inline(text)}"
+                      + (f" <span class='file'>({_inline(source)})</span>" if source else "") + "</li>"
+                      for label, text, source in lines)
+    return f"<h2>What this run found</h2>\n<ul class='conclusion'>\n{items}\n</ul>"
 
 
 def _row(entry: _Entry) -> str:
@@ -233,7 +229,7 @@ def _row(entry: _Entry) -> str:
     status = html.escape(r.status) if r.status == "ok" else f"<span class='failed'>{html.escape(r.status)}</span>"
     error = f"<div class='error'>{html.escape(r.error)}</div>" if r.error else ""
     return (f"<tr><td>{title}<div class='file'>{html.escape(r.source.name)}</div></td>"
-            f"<td>{_verdict_cell(r.verdict)}{error}</td><td class='num'>{r.seconds:.1f} s</td>"
+            f"<td>{_verdict_cell(r)}{error}</td><td class='num'>{r.seconds:.1f} s</td>"
             f"<td>{status}</td><td class='num'>{len(entry.figures)}</td></tr>")
 
 
@@ -281,7 +277,7 @@ def write_index(runs: Sequence, output: Path, parameters: Iterable[tuple[str, st
 <h1>{TITLE}</h1>
 <p class="meta">Parameters: {params} &middot; {len(runs)} notebooks: {len(runs) - failed} ok, {failed} failed
 &middot; {took}</p>
-{_conclusion(runs)}
+{_conclusion([findings.entry(e.run, e.title) for e in entries])}
 <table id="summary">
 <thead><tr><th>notebook</th><th>verdict</th><th>time</th><th>status</th><th>figures</th></tr></thead>
 <tbody>

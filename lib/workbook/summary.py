@@ -16,6 +16,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from lib.workbook import findings
 from lib.workbook.report import notebook_title
 
 PROJECT = "dropout-gradcheck-workbook"
@@ -48,50 +49,68 @@ def _title(run) -> str:
         return run.source.stem
 
 
-def summary(runs, parameters: dict, total: float, output: Path | None = None) -> dict:
+def summary(runs, parameters: dict, total: float, earlier: list[str] = (), stopped: str | None = None) -> dict:
     """The run as a JSON-ready dict (see the module docstring).
 
-    `earlier_runs` lists executed notebooks in `output` that this run did not
-    produce (a partial run such as `run 3-6` leaves the others as they were).
+    `earlier` names executed notebooks in the output folder that the runner did
+    not write (kept, and listed so that nobody takes them for this run's);
+    `stopped` names the signal that stopped the run half-way, if one did.
     """
     source_dir = runs[0].source.parent if runs else Path.cwd()
-    produced = {run.output.name for run in runs}
-    earlier = sorted(p.name for p in output.glob("[0-9][0-9]_*.ipynb") if p.name not in produced) if output else []
+    notebooks = [{**findings.entry(run, _title(run)),
+                  "parameters": {k: v for k, v in parameters.get(run.source, {}).items()}} for run in runs]
     return {
         "finished": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "seconds": round(total, 2),
+        "stopped_by": stopped,
         "versions": {"python": platform.python_version(), "numpy": _version("numpy"),
                      "ipykernel": _version("ipykernel"), "papermill": _version("papermill"),
                      PROJECT: _version(PROJECT)},
         "git_revision": _git_revision(source_dir),
-        "notebooks": [{"file": run.output.name, "title": _title(run), "status": run.status,
-                       "seconds": round(run.seconds, 2), "verdict": run.verdict, "error": run.error,
-                       "parameters": {k: v for k, v in parameters.get(run.source, {}).items()}}
-                      for run in runs],
-        "earlier_runs": earlier,
+        "notebooks": notebooks,
+        "found": [{"label": label, "text": text, "notebook": source}
+                  for label, text, source in findings.answer(notebooks)],
+        "earlier_runs": sorted(earlier),
     }
 
 
 def _markdown(record: dict) -> str:
     lines = [f"# Workbook run, {record['finished']}", "",
              f"{len(record['notebooks'])} notebooks in {record['seconds']} s; git revision "
-             f"{record['git_revision']}; " + ", ".join(f"{k} {v}" for k, v in record["versions"].items()), "",
-             "| notebook | status | time | parameters | verdict |", "| --- | --- | --- | --- | --- |"]
+             f"{record['git_revision']}; " + ", ".join(f"{k} {v}" for k, v in record["versions"].items()), ""]
+    if record.get("stopped_by"):
+        lines += [f"Stopped by {record['stopped_by']}: only the notebooks below ran.", ""]
+    if record["found"]:
+        lines += ["## What this run found", ""]
+        lines += [f"- **{f['label']}**: {f['text']}" + (f" ({f['notebook']})" if f["notebook"] else "")
+                  for f in record["found"]]
+        lines.append("")
+    lines += ["| notebook | status | time | parameters | verdict |", "| --- | --- | --- | --- | --- |"]
     for nb in record["notebooks"]:
         given = ", ".join(f"{k}={v!r}" for k, v in nb["parameters"].items()) or "defaults"
-        text = (nb["verdict"] if nb["verdict"] != "-" else "(no verdict)") + (f" {nb['error']}" if nb["error"] else "")
+        verdict = nb["verdict"] if nb["verdict"] != "-" else (
+            "(no verdict)" if nb["status"] == "ok" else f"crashed in {nb['crashed_in'] or 'no cell'}:")
+        text = verdict + (f" {nb['error']}" if nb["error"] else "")
         lines.append(f"| {nb['title']} | {nb['status']} | {nb['seconds']:.1f} s | {given} | "
                      f"{text.replace('|', '/')} |")
     if record["earlier_runs"]:
-        lines += ["", "Not from this run (left by an earlier one, with whatever parameters it had): "
+        lines += ["", "Not from this run (not written by the runner, left as they were): "
                   + ", ".join(record["earlier_runs"])]
     return "\n".join(lines) + "\n"
 
 
-def write_summary(runs, parameters: dict, output: Path, total: float) -> tuple[Path, Path]:
-    """Write summary.json and summary.md into `output`; return their paths."""
-    record = summary(runs, parameters, total, output)
+def write_summary(runs, parameters: dict, output: Path, total: float, earlier: list[str] = (),
+                  stopped: str | None = None) -> tuple[Path, Path]:
+    """Write summary.json and summary.md into `output`; return their paths.
+
+    summary.json lists every file of `output` the run wrote (`files`: the
+    executed notebooks, their pages, index.html, the summary files), so that
+    the next run removes exactly those.
+    """
+    record = summary(runs, parameters, total, earlier, stopped)
     json_path, md_path = output / "summary.json", output / "summary.md"
+    record["files"] = sorted({p.name for p in output.iterdir() if p.is_file() and not p.name.startswith(".")}
+                             | {json_path.name, md_path.name})
     json_path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     md_path.write_text(_markdown(record), encoding="utf-8")
     return json_path, md_path

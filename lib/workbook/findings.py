@@ -1,0 +1,93 @@
+"""What this run found, in a few labelled lines built from its own verdicts.
+
+The input is the notebooks' entries of summary.json (file, title, status,
+verdict, crashed_in, verdict_cell); nothing is written in advance, so every
+number comes from this run. The roles follow the workbook's plan: 01
+reproduces the failure, 03-09 test the causes (CONFIRMED is a cause, REFUTED
+is ruled out, LATENT a real flaw that is not the cause), 10 verifies the fix.
+A notebook that crashed, or ran without printing the verdict it should have,
+is said so plainly, as is a part of the answer whose notebook was not run.
+"""
+
+from __future__ import annotations
+
+REPRODUCTION, FIX = "01", "10"
+HYPOTHESES = ("03", "04", "05", "06", "07", "08", "09")
+_HYPOTHESIS_LABELS = {"CONFIRMED": "Cause", "REFUTED": "Ruled out", "LATENT": "Not the cause",
+                      "INCONCLUSIVE": "Undecided"}
+
+
+#: A reason is cut after its first clause ('; ' ends one) that brings it to this many characters.
+SHORT = 60
+
+
+def _first_clause(reason: str) -> str:
+    """The verdict's reason up to the '; ' after its first SHORT characters (the table keeps it whole)."""
+    clauses, kept = reason.split("; "), []
+    for clause in clauses:
+        kept.append(clause)
+        if len("; ".join(kept)) >= SHORT:
+            break
+    return "; ".join(kept)
+
+
+def _source(entry: dict) -> str:
+    return entry.get("title") or entry["file"]
+
+
+def _split(entry: dict) -> tuple[str, str]:
+    word, _, reason = entry.get("verdict", "-").partition(" - ")
+    return word, reason
+
+
+def _missing(entry: dict) -> tuple[str, str, str] | None:
+    """('Crashed' or 'No verdict', text, notebook) when the entry has no verdict it should have."""
+    if entry.get("status") != "ok":
+        where = entry.get("crashed_in") or "its kernel, before any cell ran"
+        return "Crashed", f"in {where}, so its verdict is missing from this answer", _source(entry)
+    if entry.get("verdict", "-") == "-" and entry.get("verdict_cell"):
+        return "No verdict", "it ran, but its verdict cell printed no verdict line", _source(entry)
+    return None
+
+
+def answer(notebooks: list[dict]) -> list[tuple[str, str, str]]:
+    """(label, text, notebook) lines: reproduction, causes, fix, what was ruled out, and what is missing."""
+    by_number = {entry["file"][:2]: entry for entry in notebooks}
+    lines = [m for entry in notebooks if (m := _missing(entry))]  # said first, so that nobody misses it
+    verdicts = {n: e for n, e in by_number.items() if " - " in e.get("verdict", "")}
+    if REPRODUCTION in verdicts:
+        word, reason = _split(verdicts[REPRODUCTION])
+        label = "Reproduced" if word == "CONFIRMED" else "Not reproduced"
+        lines.append((label, _first_clause(reason), _source(verdicts[REPRODUCTION])))
+    tested = [n for n in HYPOTHESES if n in verdicts]
+    for number in tested:
+        word, reason = _split(verdicts[number])
+        if word == "CONFIRMED":
+            lines.append(("Cause", _first_clause(reason), _source(verdicts[number])))
+    if tested and not any(_split(verdicts[n])[0] == "CONFIRMED" for n in tested):
+        lines.append(("Cause", "none confirmed in this run: no hypothesis notebook says CONFIRMED", ""))
+    if FIX in verdicts:
+        word, reason = _split(verdicts[FIX])
+        label = "Fix" if word == "CONFIRMED" else f"Fix not confirmed ({word})"
+        lines.append((label, _first_clause(reason), _source(verdicts[FIX])))
+    for number in tested:
+        word, reason = _split(verdicts[number])
+        if word != "CONFIRMED":
+            lines.append((_HYPOTHESIS_LABELS.get(word, word.capitalize()), _first_clause(reason),
+                          _source(verdicts[number])))
+    absent = [n for n in (REPRODUCTION, *HYPOTHESES, FIX) if n not in by_number]
+    if lines and absent:
+        lines.append(("Not in this run", "notebooks " + ", ".join(absent), ""))
+    return lines
+
+
+def entry(run, title: str) -> dict:
+    """A run (lib.workbook.runner.NotebookRun) as summary.json lists it, parameters aside."""
+    return {"file": run.output.name, "title": title, "status": run.status, "seconds": round(run.seconds, 2),
+            "verdict": run.verdict, "error": run.error, "crashed_in": getattr(run, "cell", ""),
+            "verdict_cell": getattr(run, "verdict_cell", False)}
+
+
+def as_text(lines: list[tuple[str, str, str]]) -> list[str]:
+    """One plain line each: 'Cause: reason (06 · H4: ...)'."""
+    return [f"{label}: {text}" + (f" ({source})" if source else "") for label, text, source in lines]
