@@ -14,7 +14,8 @@ runner reads from the file without starting a kernel:
   or `10**7`. An open bound at infinity means any finite number. `except V`
   after the interval refuses that one value.
 * `one of {a, b, c}`: the accepted strings, written without quotes.
-* A bool parameter needs neither: True and False are its range.
+* A bool parameter needs neither (True and False are its range), nor does a
+  free string such as a path; every int and float parameter declares one.
 
 `python -m lib run` checks every `-p NAME=VALUE` against the range of every
 selected notebook that declares NAME, before any kernel starts; a notebook's
