@@ -43,8 +43,8 @@ def _split(entry: dict) -> tuple[str, str]:
 def _missing(entry: dict) -> tuple[str, str, str] | None:
     """('Crashed' or 'No verdict', text, notebook) when the entry has no verdict it should have."""
     if entry.get("status") != "ok":
-        where = entry.get("crashed_in") or "its kernel, before any cell ran"
-        return "Crashed", f"in {where}, so its verdict is missing from this answer", _source(entry)
+        where = f"in {entry['crashed_in']}" if entry.get("crashed_in") else "before any cell ran"
+        return "Crashed", f"{where}, so its verdict is missing from this answer", _source(entry)
     if entry.get("verdict", "-") == "-" and entry.get("verdict_cell"):
         return "No verdict", "it ran, but its verdict cell printed no verdict line", _source(entry)
     return None

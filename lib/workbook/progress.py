@@ -70,12 +70,13 @@ def _report_cells(nb_man, path: Path) -> None:
     code = [k for k, cell in enumerate(nb_man.nb.cells) if cell.cell_type == "code"
             and "injected-parameters" not in cell.metadata.get("tags", [])]
     started = time.time()
-    write_progress(path, 0, len(code), started)
+    with contextlib.suppress(OSError):  # progress is a courtesy: never fail a notebook for it
+        write_progress(path, 0, len(code), started)
     cell_start = nb_man.cell_start
 
     def reporting_start(cell, cell_index=None, **kwargs):
         if cell_index in code:
-            with contextlib.suppress(OSError):  # progress is a courtesy: never fail a notebook for it
+            with contextlib.suppress(OSError):
                 write_progress(path, code.index(cell_index) + 1, len(code), started)
         return cell_start(cell, cell_index, **kwargs)
 
@@ -90,7 +91,8 @@ def progress_engine(progress: Path | None) -> dict:
 
     if ENGINE not in papermill_engines._engines:
         papermill_engines.register(ENGINE, _engine_class())
-    return {"engine_name": ENGINE, "progress_file": str(progress)}
+    # absolute: papermill runs the notebook in the source's folder
+    return {"engine_name": ENGINE, "progress_file": str(progress.resolve())}
 
 
 class Progress:

@@ -244,6 +244,8 @@ def execute(source: Path, output: Path, parameters: dict, progress: Path | None 
         status = "failed"
         cell = _last_started_cell(partial, source) if partial.exists() else ""
         error = f"{source.name}:{' ' + cell if cell else ''} {type(failure).__name__}: {failure}"
+    if progress is not None:
+        progress.unlink(missing_ok=True)  # finished: nothing more to report while it waits its turn
     if partial.exists():
         os.replace(partial, output)
     run = NotebookRun(source, output, status, time.perf_counter() - start, "-", error, cell)

@@ -89,7 +89,8 @@ def _markdown(record: dict) -> str:
     for nb in record["notebooks"]:
         given = ", ".join(f"{k}={v!r}" for k, v in nb["parameters"].items()) or "defaults"
         verdict = nb["verdict"] if nb["verdict"] != "-" else (
-            "(no verdict)" if nb["status"] == "ok" else f"crashed in {nb['crashed_in'] or 'no cell'}:")
+            "(no verdict)" if nb["status"] == "ok" else
+            f"crashed in {nb['crashed_in']}:" if nb["crashed_in"] else "crashed before any cell ran:")
         text = verdict + (f" {nb['error']}" if nb["error"] else "")
         lines.append(f"| {nb['title']} | {nb['status']} | {nb['seconds']:.1f} s | {given} | "
                      f"{text.replace('|', '/')} |")
