@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from lib.replica import twin
-from lib.upstream import layout, source
+from lib.upstream import layout, recorded, source
 from lib.workbook import cli
 
 FIXTURE = Path(__file__).resolve().parent / "upstream_fixture"
@@ -139,3 +139,23 @@ def test_the_fixture_layout_and_its_call_sites_are_read_without_mojo():
     assert [(s.test, s.rtol, s.atol) for s in sites] == [("test_relu_near_kink_gradient", 1e-3, 1e-6),
                                                         ("test_square_gradient", None, None)]
     assert "test_square_gradient" not in source.reachable_from_main(text)
+
+
+def test_the_proposed_fix_shows_the_newest_recorded_run():
+    # docs/proposed_fix.md's table and numbers are the recorded run's, so the two cannot drift apart
+    text = (Path(__file__).resolve().parent.parent / "docs" / "proposed_fix.md").read_text()
+    document = " ".join(text.split())  # prose wraps where it likes
+    newest = recorded.run_for(recorded.load(), "2c54c6f9")
+    rows = recorded.restoration_rows(newest)
+    assert rows and all(row in document for row in rows)
+    tests = newest["tests"]
+    extra = sum(t["ours"]["extra_forward"] for t in tests)
+    default = sum(2 * t["ours"]["numel"] for t in tests)
+    assert f"costing {extra} forward calls beside the {default} of the default steps" in document
+    counts = newest["mutation_counts"]
+    assert f"in {counts['ours']['scale']['flagged']} of the {counts['ours']['scale']['of']} tests" in document
+    assert f"in the {counts['ours']['shift']['flagged']} tests" in document
+    assert f"the first in {counts['upstream']['scale']['flagged']} of {counts['upstream']['scale']['of']}" in document
+    missed = [recorded.short_name(t) for t in tests if not t["mutations"]["ours"]["scale"]]
+    assert missed == ["softmax"] and "(all but softmax" in document
+    assert newest["passed_ours"] == newest["total"] == len(tests)

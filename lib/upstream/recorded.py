@@ -102,3 +102,22 @@ def record_in(run: dict, record: dict) -> dict | None:
         if other["test"] == record["test"] and other["file"] == record["file"]:
             return other
     return None
+
+
+def restoration_rows(run: dict) -> list[str]:
+    """The proposed fix's table (docs/proposed_fix.md), one markdown row per test the library runs looser
+    than written: test, file, the tolerance written, the one used at this commit, and the fixed checker's
+    worst error/tolerance at the written one with what that allows."""
+    rows = []
+    for record, label in zip(run["tests"], labels(run["tests"]), strict=True):
+        if not loosened(record):
+            continue
+        written, used = record["original_tolerance"], record["upstream_tolerance"]
+        effective = record.get("upstream_effective_atol")
+        used_text = f"{used[0]:g} / {used[1]:g}" + (f" (atol {effective:g} in the checker)"
+                                                    if effective is not None and effective > used[1] else "")
+        outcome = ("restore the written tolerance" if passed(record, "ours")
+                   else "keep looking: the fixed checker fails it")
+        rows.append(f"| {label} | `{record['file'].rsplit('/', 1)[-1]}` | {written[0]:g} / {written[1]:g} | "
+                    f"{used_text} | {ratio(record, 'ours'):.3g} | {outcome} |")
+    return rows
