@@ -1,0 +1,95 @@
+"""Facts a notebook measured, written in a machine-readable form for the runner to cross-check.
+
+Several notebooks measure the same thing under the same parameters: where the
+original check fails, the step ratio there, whether the forward draws the same
+mask on every call, whether the fixes pass. A notebook records what it measured
+with `record_facts(...)`, usually in its verdict cell, from the same variables its
+verdict is computed from; `python -m lib run` then checks that every notebook
+that measured a fact found the same value (lib.workbook.summary), and lists a
+disagreement as a failure of the run.
+
+In JupyterLab (no runner) `record_facts` checks its arguments and writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+#: The environment variable the runner sets, per notebook, to the file the facts go to.
+FACTS_FILE = "WORKBOOK_FACTS"
+
+#: Every fact a notebook may record, and what it means. All are about the original test
+#: (the replica) under the run's parameters.
+FACTS = {
+    "failure_index": "first index at which the failure-era check fails (None: it passes)",
+    "failure_ratio": "error/tolerance of the failure-era check at failure_index (None: it passes)",
+    "step_ratio": "realised step / nominal 2*eps at failure_index, in the run's dtype (None: it passes)",
+    "forward_deterministic": "the test's forward draws the same mask on every call",
+    "mask_matches": "the mask the backward multiplies by is the one the forward drew",
+    "minimal_patch_passes": "the failure-era checker dividing by the realised step passes the test",
+    "complete_fix_passes": "lib.check_gradient (default step, realised step) passes the test",
+}
+
+#: Two measurements of a float fact agree within this relative difference (they may
+#: come from different, equally valid, float64 computations).
+RELATIVE = 1e-9
+
+
+def _plain(name: str, value):
+    """The value as JSON can hold it: None, bool, int or finite float; refuses anything else."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int) or (hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iu"):
+        return int(value)
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"fact {name} must be finite; got {value!r}")
+    return number
+
+
+def record_facts(**facts) -> dict:
+    """Record facts this notebook measured; returns them as recorded.
+
+    Raises ValueError for a name not in FACTS (the message lists them) or a
+    non-finite number, so a typo cannot go unchecked.
+    """
+    unknown = sorted(set(facts) - set(FACTS))
+    if unknown:
+        raise ValueError(f"unknown fact(s) {', '.join(unknown)}; known: {', '.join(FACTS)}")
+    recorded = {name: _plain(name, value) for name, value in facts.items()}
+    target = os.environ.get(FACTS_FILE)
+    if target:
+        path = Path(target)
+        earlier = json.loads(path.read_text()) if path.exists() else {}
+        path.write_text(json.dumps({**earlier, **recorded}, indent=1, sort_keys=True) + "\n")
+    return recorded
+
+
+def read_facts(path: Path) -> dict:
+    """The facts a notebook recorded ({} when it recorded none)."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def same(a, b) -> bool:
+    """Whether two recorded values of a fact agree (floats within RELATIVE)."""
+    if isinstance(a, float) or isinstance(b, float):
+        if a is None or b is None or isinstance(a, bool) or isinstance(b, bool):
+            return False
+        return math.isclose(float(a), float(b), rel_tol=RELATIVE, abs_tol=0.0)
+    return a == b
+
+
+def disagreements(by_notebook: dict[str, dict]) -> list[str]:
+    """One line per fact that two notebooks recorded differently, naming both and their values."""
+    lines = []
+    for name in FACTS:
+        seen = [(notebook, facts[name]) for notebook, facts in sorted(by_notebook.items()) if name in facts]
+        first_notebook, first = seen[0] if seen else (None, None)
+        for notebook, value in seen[1:]:
+            if not same(first, value):
+                lines.append(f"{name}: {first_notebook} measured {first!r}, {notebook} measured {value!r}")
+    return lines
