@@ -199,6 +199,31 @@ def backward_applies_no_mask(e: Evidence, f, b, keep_f, c_f, keep_b, c_b):
                    "multiply by the mask the forward used")
 
 
+def _threshold(keep: np.ndarray, x: np.ndarray) -> tuple[float, float] | None:
+    """(low, high) when keep is exactly x > t for every t in [low, high), else None."""
+    if keep.all() or not keep.any():
+        return None
+    low, high = float(np.max(x[~keep])), float(np.min(x[keep]))
+    return (low, high) if low < high else None
+
+
+def threshold_mismatch(e: Evidence, f, b, keep_f, c_f, keep_b, c_b):
+    """Both patterns keep the elements of x above a threshold, at different thresholds: not a mask
+    drawn elsewhere but a branch condition of the backward (relu's x > 0 written as x > 0.01)."""
+    x = np.asarray(e.pass_.x, dtype=np.float64).reshape(-1)
+    cut_f, cut_b = _threshold(keep_f, x), _threshold(keep_b, x)
+    if cut_f is None or cut_b is None:
+        return None
+    differ = x[keep_f != keep_b]
+    low, high = float(differ.min()), float(differ.max())
+    where = f"x = {low:.4g}" if low == high else f"x from {low:.4g} to {high:.4g}"
+    return e.wrong(f"the forward is elementwise; it has a nonzero slope exactly where x > t for a t between "
+                   f"{cut_f[0]:.4g} and {cut_f[1]:.4g}, the backward where x > t for a t between {cut_b[0]:.4g} and "
+                   f"{cut_b[1]:.4g}: they disagree at {differ.size}/{x.size} elements, {where}{e.where}",
+                   "give the backward the forward's branch condition (the same comparison with the same "
+                   "threshold, e.g. x > 0 for relu)")
+
+
 def mask_mismatch(e: Evidence, f, b, keep_f, c_f, keep_b, c_b):
     """Two keep patterns that differ: the mask, and the kept scale if that differs too."""
     n = f.size
@@ -226,7 +251,7 @@ def mask_mismatch(e: Evidence, f, b, keep_f, c_f, keep_b, c_b):
 
 
 #: Rules for an elementwise pair whose forward and backward slopes are both two-level (mask-like).
-MASK_RULES = (same_pattern_wrong_factor, backward_applies_no_mask, mask_mismatch)
+MASK_RULES = (same_pattern_wrong_factor, backward_applies_no_mask, threshold_mismatch, mask_mismatch)
 
 
 def smooth_constant_factor(e: Evidence, f, b):
