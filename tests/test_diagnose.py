@@ -161,12 +161,17 @@ def _located_jump(evidence):
     return float(low), float(high)
 
 
+# check_gradient's default rule measures an element that fails at the default step again at
+# halving steps, which step past a jump or kink near x (tests/test_diagnose_kinks.py); the plain
+# rule (strict=True) does not, and these tests show what diagnose says about the failure it leaves.
+
+
 def test_jump_inside_the_float32_step_is_not_called_precision():
     # float64's smaller step does not reach the jump at 0.001 and passes; that is no
     # reason to call a mismatch 4e4 times float32's budget rounding.
     forward, backward = _threshold_pair(0.001)
     x = np.array([0.0, 0.5, -1.2, 1.7], np.float32)
-    d = diagnose(forward, backward, x, np.ones(4, np.float32))
+    d = diagnose(forward, backward, x, np.ones(4, np.float32), strict=True)
     assert not d.passed and d.codes == ["wrong-backward"], str(d)
     evidence = d.primary.evidence
     assert "so it is not rounding" in evidence and "does not reach the jump" in evidence
@@ -177,11 +182,13 @@ def test_jump_inside_the_float32_step_is_not_called_precision():
     assert all("loosen rtol to" not in f.suggestion for f in d.findings)
     assert [t.setting.split(",")[0] for t in d.trials] == ["float32", "float64"]
     assert d.trials[1].user <= 1.0  # the float64 check does pass
-    # One dense check per dtype, 2 calls re-measuring the failing element in float64 (check_gradient's
-    # rule), at most 14 locating the jump, and the calls at x that make sure the forward is
-    # deterministic before a blame: 45 for its 3 nonzero outputs.
+    # One dense check per dtype, at most 14 calls locating the jump, and the calls at x that make
+    # sure the forward is deterministic before a blame: 45 for its 3 nonzero outputs.
     assert d.forward_calls <= 2 * 2 * x.size + 2 + 14 + calls_needed(3)
     assert calls_needed(3) == 45
+    # By the default rule, the smaller steps step past the jump: the slope at 0 is 1, as the backward says.
+    default = diagnose(forward, backward, x, np.ones(4, np.float32))
+    assert default.passed and default.codes == ["ok"] and "smaller steps" in default.primary.evidence
 
 
 @pytest.mark.parametrize("fraction", [-0.9, -0.4, 0.05, 0.3, 0.6, 0.95])
@@ -190,7 +197,7 @@ def test_a_jump_anywhere_in_the_step_is_found(fraction):
     c = fraction * _H32
     forward, backward = _threshold_pair(c)
     x = np.array([0.0, 0.7, -1.3], np.float32)
-    d = diagnose(forward, backward, x, np.ones(3, np.float32))
+    d = diagnose(forward, backward, x, np.ones(3, np.float32), strict=True)
     assert d.codes == ["wrong-backward"], str(d)
     low, high = _located_jump(d.primary.evidence)
     assert low <= c <= high
@@ -198,21 +205,26 @@ def test_a_jump_anywhere_in_the_step_is_found(fraction):
 
 @pytest.mark.parametrize("where", [0.001, 0.002, 0.004, -0.003])
 def test_a_kink_inside_the_step_is_truncation_not_a_jump(where):
-    # ReLU's slope changes at 0, within float32's step of x: no jump, so precision,
-    # but not rounding, and not "loosen rtol".
+    # ReLU's slope changes at 0, within float32's step of x: by the plain rule, no jump, so
+    # precision, but not rounding, and not "loosen rtol".
     x = np.array([where, 0.7, -1.3], np.float32)
-    d = diagnose(lambda v: np.maximum(v, 0), lambda g, v: g * (v > 0), x, np.ones(3, np.float32))
+    relu, relu_backward = (lambda v: np.maximum(v, 0)), (lambda g, v: g * (v > 0))
+    d = diagnose(relu, relu_backward, x, np.ones(3, np.float32), strict=True)
     assert d.codes == ["precision"], str(d)
     assert "so it is not rounding" in d.primary.evidence and "truncation" in d.primary.evidence
     assert "no jump" in d.primary.evidence
     assert "do not loosen rtol" in d.primary.suggestion and "loosen rtol to" not in d.primary.suggestion
+    assert "strict=False" in d.primary.suggestion  # the default rule's smaller steps measure the kink
+    # The default rule passes it, as check_gradient does: nothing to change.
+    default = diagnose(relu, relu_backward, x, np.ones(3, np.float32))
+    assert default.passed and default.codes == ["ok"], str(default)
 
 
 def test_precision_hypothesis_agrees_with_truncation_evidence():
-    # A kink inside float32's step: far above the rounding budget, so the evidence
-    # says truncation; the fixed hypothesis text must not claim rounding within budget.
+    # A kink inside float32's step, by the plain rule: far above the rounding budget, so the
+    # evidence says truncation; the fixed hypothesis text must not claim rounding within budget.
     x = np.array([1e-4, -0.5, 0.3], np.float32)
-    d = diagnose(np.abs, lambda g, v: g * np.sign(v), x, np.ones(3, np.float32))
+    d = diagnose(np.abs, lambda g, v: g * np.sign(v), x, np.ones(3, np.float32), strict=True)
     assert d.codes == ["precision"], str(d)
     hypothesis, evidence = d.primary.hypothesis, d.primary.evidence
     assert hypothesis == HYPOTHESES["precision"]
@@ -224,15 +236,18 @@ def test_precision_hypothesis_agrees_with_truncation_evidence():
     assert str(d).count(hypothesis) == 1  # the report prints the text that names both causes
 
 
-def _tanh_pair(eps):
+def _tanh_pair(eps, strict=False):
     x = np.array([0.5, -0.7, 1.2], np.float32)
-    return diagnose(np.tanh, lambda g, v: g * (1 - np.tanh(v) ** 2), x, np.ones(3, np.float32), eps=eps)
+    return diagnose(np.tanh, lambda g, v: g * (1 - np.tanh(v) ** 2), x, np.ones(3, np.float32), eps=eps,
+                    strict=strict)
 
 
 def test_a_coarse_step_is_called_truncation_and_a_fine_one_passes_by_the_checkers_rule():
-    coarse, fine = _tanh_pair(0.1), _tanh_pair(1e-6)
+    coarse, fine = _tanh_pair(0.1, strict=True), _tanh_pair(1e-6)
     assert coarse.codes == ["precision"], str(coarse)
     assert "truncation error" in coarse.primary.evidence and "rounding noise" not in coarse.primary.evidence
+    # By the default rule the smaller steps converge from eps=0.1 to tanh's slope: nothing to explain.
+    assert _tanh_pair(0.1).codes == ["ok"]
     # The fine step's rounding is what check_gradient's noise term allows for: no failure to explain.
     assert fine.passed and fine.codes == ["ok"], str(fine)
     assert "noise term" in fine.primary.evidence and "a difference the arithmetic explains" in fine.primary.evidence
@@ -242,8 +257,8 @@ _PRECISION_CASES = {
     **{f"{e.name}-{dtype}": (lambda e=e, dtype=dtype: e.diagnose(dtype, 0))
        for e in catalogue.MUTANTS if e.code == "precision" for dtype in e.dtypes},
     "kink-in-step": lambda: diagnose(np.abs, lambda g, v: g * np.sign(v), np.array([1e-4, -0.5, 0.3], np.float32),
-                                     np.ones(3, np.float32)),
-    "coarse-step": lambda: _tanh_pair(0.1),
+                                     np.ones(3, np.float32), strict=True),
+    "coarse-step": lambda: _tanh_pair(0.1, strict=True),
 }
 
 
@@ -281,8 +296,10 @@ def test_precision_entries_are_within_their_budget(entry):
 def test_zero_backward_at_a_jump_reports_the_jump_not_grad_output():
     # np.round's slope is 0 almost everywhere, and a zero backward is legitimately
     # independent of grad_output; what fails is the jump at 0.5.
+    # By the plain rule: the default rule's smaller steps stop at float32's spacing, where a jump
+    # at x looks like a kink, and pass a zero backward there as a subgradient, as check_gradient does.
     x = np.array([0.2, 0.5, 2.3], np.float32)
-    d = diagnose(np.round, lambda g, v: np.zeros_like(g), x, np.ones(3, np.float32))
+    d = diagnose(np.round, lambda g, v: np.zeros_like(g), x, np.ones(3, np.float32), strict=True)
     assert not d.passed and d.codes == ["wrong-backward"], str(d)
     assert "ignores grad_output" not in d.primary.evidence
     assert "multiply by grad_output" not in d.primary.suggestion
@@ -330,8 +347,13 @@ def test_large_input_mask_shift_is_recognised_within_budget():
     d = diagnose(lambda v: dropout(v, 0.3, seed=3)[0],
                  lambda g, v: dropout_backward(g, np.roll(mask, 1), 0.3), x, np.ones_like(x))
     assert d.primary.code == "mask-mismatch" and "shifted by +1" in d.primary.evidence
-    # A failing float32 check costs at most three dense checks plus the calls at x.
-    assert d.forward_calls <= 3 * 2 * x.size + 3
+    # A failing float32 check costs two dense checks (float32, float64), the calls at x (3, those
+    # that make sure of determinism, and forward(x) in float64 for its smaller steps), and per failing
+    # element what check_gradient spends: 2 calls in float64 at the same points, and in each dtype
+    # one halving of the step (3 calls), at which a wrong slope has settled.
+    failing = d.result.failing_indices.size
+    assert {s.k for s in d.result.smaller_steps} == {1} and len(d.result.smaller_steps) == failing
+    assert d.forward_calls <= 2 * 2 * x.size + 3 + calls_needed(x.size) + 1 + (2 + 3 + 3) * failing
 
 
 def test_passing_check_costs_one_dense_check():
@@ -488,8 +510,16 @@ def test_check_gradient_failure_message_says_how_to_ask_why():
     lines = str(caught.value).splitlines()
     assert lines[0] == "Gradient check failed for float32: gradient mismatch at index 0"
     assert lines[-1] == f"Why: lib.diagnose.diagnose(forward, backward, x, grad_output) names the most likely " \
-                        f"cause (about {2 * x.size + 5} more forward calls)."
-    first = diagnose(forward, backward, x, g).lines()[1]
+                        f"cause (about {2 * x.size + 5} more forward calls ({4 * x.size + 5} for float16/float32), " \
+                        "plus 3 to 8 per failing element and 3 per further halving of its step)."
+    # A float32 check that fails at 35 of its 48 elements, each settled at the first halving: about
+    # 4N + 5 + 8 * 35, with forward(x) in float64 for the smaller steps and the calls at x that make
+    # sure of determinism before a blame.
+    d = diagnose(forward, backward, x, g)
+    failing = d.result.failing_indices.size
+    assert {s.k for s in d.result.smaller_steps} == {1}
+    assert 2 * x.size + 5 < d.forward_calls <= 4 * x.size + 5 + 8 * failing + 1 + calls_needed(x.size)
+    first = d.lines()[1]
     assert first.startswith("  1. wrong-backward:") and "1-p" in first
 
 

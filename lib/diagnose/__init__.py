@@ -22,13 +22,16 @@ pair and names the most likely cause:
                               calls at x could not establish that the forward is
                               deterministic (e.g. it returned only zeros)
 
-Every pass judges by check_gradient's rule, |a - n| <= atol + rtol * max(|a|, |n|)
-+ noise, the noise term lib.gradcheck.arithmetic's (the outputs' rounding and
-a float64 re-measurement at the same points). Where check_gradient passes,
-diagnose does not report a failure or a precision problem: an `ok` finding
-says how much of the difference the noise term explained. (With
-divide_by="nominal" the caller's check is the failure-era checker's, whose
-rule had no noise term.)
+Every pass judges by check_gradient's whole rule (docs/checking_at_kinks.md),
+by lib.gradcheck's own code (lib.diagnose.stages): |a - n| <= atol + rtol *
+max(|a|, |n|) + noise, the noise term lib.gradcheck.arithmetic's (the outputs'
+rounding and a float64 re-measurement at the same points), and, for an element
+that still fails, lib.gradcheck.kinks' smaller steps (a kink within the step:
+converged, or a subgradient at a kink on the point). Where check_gradient
+passes, diagnose does not report a failure or a precision problem: an `ok`
+finding says what the noise term and the smaller steps explained. strict=True
+is check_gradient's strict=True, the plain rule alone. (With divide_by="nominal"
+the caller's check is the failure-era checker's, whose rule had neither.)
 
 The evidence, all from calls of the user's own functions:
 
@@ -86,8 +89,10 @@ failing check says how to call `diagnose`, and the caller decides to pay for it.
 The cost is one dense check (2 forward calls per element of x), plus one or
 two more when the check fails, plus, as in check_gradient, 2 calls per
 element that fails the plain rule in float16/float32 (its float64
-re-measurement), plus 3 forward calls at x and up to 14 in one jump search,
-and 5 backward calls per dense pass. A blame of the backward read from the
+re-measurement) and 3 per halving of the step of each element that still
+fails, in each dense check (relu 1e-4 from its kink in float32: 7 halvings,
+21 calls), plus 3 forward calls at x and up to 14 in one jump search, and 5
+backward calls per dense pass. A blame of the backward read from the
 forward's slopes adds calls at x: none for an output with 45 or more nonzero
 values, about 135 / m - 3 for m nonzero values (11 more for m = 10), at most
 132 more (m <= 1). A passing check and an ordinary deterministic forward pay

@@ -7,22 +7,24 @@ once, so the caller's grad_output and the random probes cost no extra forward
 calls; on the way it reads each element's local slope and whether other
 outputs moved (is the forward elementwise?).
 
-A pass judges by check_gradient's own rule, |a - n| <= atol + rtol * max(|a|, |n|)
-+ noise: the noise term comes from lib.gradcheck.arithmetic, given the same
-outputs the pass measured (the rounding sums cost no call) and, for an element
-that still fails, its re-measurement in float64 at the same points (2 calls).
+A pass judges by check_gradient's own rule, the whole of it (lib.diagnose.stages):
+|a - n| <= atol + rtol * max(|a|, |n|) + noise, the noise term from
+lib.gradcheck.arithmetic given the outputs the pass measured (the rounding sums
+cost no call) and, for an element that still fails, its re-measurement in
+float64 at the same points (2 calls); then, for what still fails, the smaller
+steps of lib.gradcheck.kinks (3 calls per halving), whose measurement replaces
+the default step's, as in check_gradient's report.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from lib.diagnose.findings import Finding, Trial, finding
+from lib.diagnose.stages import judge
 from lib.gradcheck import sweep
-from lib.gradcheck.arithmetic import plain_failures, remeasure_in_float64, rounding_slack
 from lib.gradcheck.differences import Differences, numeric_output, unit_roundoff
 from lib.gradcheck.result import tolerance_for
 from lib.gradcheck.steps import _realised_points
@@ -112,12 +114,17 @@ class Pass:
     the outputs that changed, over the realised step (inf where x+eps and
     x-eps round to the same value).
     slack: (k, n) check_gradient's noise term for `realised` (zero where the
-    plain rule passes); checker_calls: the forward calls check_gradient
-    spends on it (2 per element failing the plain rule, 2 more per element
-    re-measured in float64).
-    divide_by: how `numerical` is divided; the noise term applies to the
-    realised division only (the nominal one is the failure-era checker's,
-    whose rule had none).
+    plain rule passes, and everywhere under the plain rule, strict=True).
+    band: (k, n) the whole pass band of an element measured at smaller steps
+    (lib.gradcheck.kinks), NaN elsewhere; `realised` (and `numerical`, when it
+    is realised) holds that measurement there, `default` the default step's.
+    smaller_steps: per probe, the SmallerStep of each element it measured so.
+    checker_calls: the forward calls check_gradient(probes=0) spends on the
+    caller's grad_output beyond its 2n + 1 (stages 1 and 2).
+    plain: judged by the plain rule alone (strict=True).
+    divide_by: how `numerical` is divided; the noise term and the smaller steps
+    apply to the realised division only (the nominal one is the failure-era
+    checker's, whose rule had neither).
     slope: (n,) d out_i / d x_i (realised step) when out.size == n, else None;
     cross: (n,) max |d out_j / d x_i| over j != i, same condition.
     homogeneous: (n,) backward(-2 r1) for the first random probe r1.
@@ -142,18 +149,25 @@ class Pass:
     rtol: float
     atol: float
     slack: np.ndarray
+    band: np.ndarray
+    default: np.ndarray
+    smaller_steps: tuple = ()
     checker_calls: int = 0
     divide_by: str = "realised"
+    plain: bool = False
 
     def ratios(self, which: str = "numerical", noise: bool = True) -> np.ndarray:
         """(k, n) |a - n| / tolerance, check_gradient's rule; NaN (a zero-width step) counts as a failure.
 
-        noise=False: the plain rule, without the arithmetic's noise term.
+        noise=False: the plain rule at the default step, without the arithmetic's noise
+        term or the smaller steps.
         """
-        a, n = self.analytical, getattr(self, which)
+        realised = which == "realised" or self.divide_by == "realised"
+        a = self.analytical
+        n = self.default if realised and not noise else getattr(self, which)
         tol = tolerance_for(a, n, self.rtol, self.atol)
-        if noise and (which == "realised" or self.divide_by == "realised"):
-            tol = tol + self.slack
+        if noise and realised:
+            tol = np.where(np.isnan(self.band), tol + self.slack, self.band)
         with np.errstate(divide="ignore", invalid="ignore"):
             r = np.abs(a - n) / tol
         r[(a == n) & (tol == 0)] = 0.0
@@ -233,47 +247,20 @@ def _differences(session: Session, x: np.ndarray, weights: np.ndarray, plus, min
     return projected, sums, checker_sums, slope, cross, out_dtype
 
 
-def checker_slack(session: Session, x: np.ndarray, found: Differences, weights: np.ndarray,
-                  analytical: np.ndarray, rtol: float, atol: float) -> tuple[np.ndarray, int]:
-    """check_gradient's noise term for every probe and element of a pass, and the calls it costs the checker.
-
-    found: the pass's realised slopes with the checker's rounding sums (u of
-    the output dtype times the weighted size of the outputs that moved, over
-    the step). As lib.gradcheck.dense does: no slack where the plain rule
-    passes; rounding_slack where it fails; then a float64 re-measurement at
-    the same points for what still fails (these calls are counted here). A
-    forward that refuses float64 keeps the rounding slack alone. Row 0 (the
-    caller's grad_output) is then exactly check_gradient's with probes=0.
-    """
-    slack = np.zeros_like(found.numerical)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        suspects = plain_failures(analytical, found, rtol, atol)
-        if suspects.size == 0:
-            return slack, 0
-        slack[:, suspects] = rounding_slack(found)[:, suspects]
-        before = session.forward_calls
-
-        def forward(a):
-            session.forward_calls += 1
-            return session.forward_fn(a)
-
-        with contextlib.suppress(Exception):  # a forward that refuses float64 keeps the rounding slack
-            slack, _ = remeasure_in_float64(forward, x, found, weights, analytical, slack, rtol=rtol, atol=atol)
-        # Each probe on its own, as a check with that upstream gradient alone: no slack where it passes
-        # the plain rule (the verdicts are the same either way, the reported ratios those of such a check).
-        slack[np.abs(analytical - found.numerical) <= tolerance_for(analytical, found.numerical, rtol, atol)] = 0.0
-    return slack, 2 * int(suspects.size) + session.forward_calls - before
-
-
 def run_pass(session: Session, label: str, x: np.ndarray, probes: list[np.ndarray], half: np.ndarray,
-             divide_by: str, rtol: float, atol: float, strict: bool) -> Pass:
+             divide_by: str, rtol: float, atol: float, strict: bool, *, eps=None, y0: np.ndarray | None = None,
+             plain: bool = False) -> Pass:
     """One dense pass: every element of x differenced (2 forward calls each), 5 backward calls,
-    and check_gradient's float64 re-measurement of the elements its rule fails (2 calls each).
+    and check_gradient's rule for the elements that fail at this step (lib.diagnose.stages: 2
+    calls each re-measured in float64, 3 per halving of the step for those that still fail).
 
     probes: k upstream gradients of the output's shape (the caller's first);
-    half: x's shape, the step at every element. Returns a Pass, all float64.
-    The forward calls go through lib.gradcheck.sweep (outputs gathered in
-    blocks), on one working copy of x checked for writes after the pass.
+    half: x's shape, the step at every element, `eps` as the caller gave it (None:
+    the default step); y0: forward(x) already measured (else stage 2 makes the
+    call when it needs it); strict: errors of forward or backward propagate (else
+    Unavailable); plain: the plain rule, check_gradient's strict=True. Returns a
+    Pass, all float64. The forward calls of the pass go through lib.gradcheck.sweep
+    (outputs gathered in blocks), on one working copy of x checked for writes after it.
     """
     weights = np.stack([np.asarray(p, dtype=np.float64).reshape(-1) for p in probes])  # (k, m)
     flat_half = half.reshape(-1)
@@ -285,17 +272,40 @@ def run_pass(session: Session, label: str, x: np.ndarray, probes: list[np.ndarra
         noise = np.where(width != 0.0, float(np.finfo(x.dtype).eps) * sums / width, np.inf)
         checker_noise = unit_roundoff(out_dtype) * checker_sums / np.abs(width)
         slope, cross = (np.where(width != 0.0, values / width, np.nan) for values in (slope, cross))
-    numerical = realised if divide_by == "realised" else projected / (2.0 * flat_half)
     elementwise = weights.shape[1] == x.size
     analytical = np.stack([session.backward(p, x, strict).reshape(-1) for p in probes])
-    found = Differences(realised, checker_noise, width, 2 * x.size, plus, minus)
-    slack, checker_calls = checker_slack(session, x, found, weights, analytical, rtol, atol)
+    found = Differences(realised.copy(), checker_noise, width, 2 * x.size, plus, minus)
+    judged = judge(session, x, found, weights, analytical, rtol=rtol, atol=atol, eps=eps, out_dtype=out_dtype,
+                   y0=y0, plain=plain, smaller=divide_by == "realised", raising=strict)
+    default = realised.copy()
+    _measured_smaller(realised, slope if elementwise else None, judged.numerical, weights)
+    numerical = realised if divide_by == "realised" else projected / (2.0 * flat_half)
     # -2 r1 is exact in any binary float dtype, so a linear backward meets it bit for bit.
     homogeneous = session.backward(np.asarray(probes[1] * probes[1].dtype.type(-2)), x, strict).reshape(-1)
     repeat = session.backward(probes[1], x, strict).reshape(-1)
     return Pass(label, x.dtype, weights, analytical, numerical, realised, noise, flat_half.copy(), width,
                 slope if elementwise else None, cross if elementwise else None, homogeneous, repeat, x,
-                rtol, atol, slack, checker_calls, divide_by)
+                rtol, atol, judged.slack, judged.band, default, judged.records, judged.row_calls, divide_by, plain)
+
+
+def _measured_smaller(realised: np.ndarray, slope: np.ndarray | None, smaller: np.ndarray,
+                      weights: np.ndarray) -> None:
+    """Put what the smaller steps measured in place of the default step's slopes (in place).
+
+    realised, smaller: (k, n), smaller NaN where the default step stands. slope:
+    (n,) an elementwise forward's d out_i / d x_i, or None: where the probe with the
+    largest weight on output i was measured at smaller steps, that slope is its
+    measurement over the weight (the elementwise forward's contraction is g_i times it).
+    """
+    measured = ~np.isnan(smaller)
+    realised[measured] = smaller[measured]
+    if slope is None:
+        return
+    columns = np.arange(slope.size)
+    heaviest = np.argmax(np.abs(weights), axis=0)
+    weight = weights[heaviest, columns]
+    use = measured[heaviest, columns] & (weight != 0)
+    slope[use] = smaller[heaviest, columns][use] / weight[use]
 
 
 def mutation_findings(session: Session) -> list[Finding]:

@@ -164,11 +164,25 @@ def resolved_elsewhere(session: Session, first: Pass, failed: list[Pass], resolv
             "for): the mismatch is the finite difference's truncation error, not the formula" if probe else
             "truncation at a kink or sharp curvature within eps of x would do this, and so would a jump "
             "there (not searched for: another finding explains the random grad_outputs' failure)")
+    without = worst.plain or worst.divide_by == "nominal"  # a rule without check_gradient's smaller steps
+    rule = ("judge by check_gradient's default rule (the realised step, strict=False), whose smaller steps "
+            "measure a kink within the step, or " if without else "")
     return [finding(
         "precision",
         f"{head}: at the worst element (flat index {i}, x = {float(worst.x.reshape(-1)[i]):.6g}, "
         f"{'your grad_output' if k == 0 else 'a random grad_output'}) a = {worst.analytical[k, i]:.6g}, "
-        f"n = {worst.numerical[k, i]:.6g}; {bend}",
-        "check with a step below the scale on which the forward bends (in float64, as the check that "
+        f"n = {worst.numerical[k, i]:.6g}{_smaller_said(worst, k, i)}; {bend}",
+        f"{rule}check with a step below the scale on which the forward bends (in float64, as the check that "
         "passed), or at points farther than eps from kinks; do not loosen rtol, which would hide real errors",
     )], True
+
+
+def _smaller_said(pass_: Pass, k: int, i: int) -> str:
+    """What check_gradient's smaller steps found at element i for probe k ("" if it was not measured so)."""
+    records = pass_.smaller_steps[k] if len(pass_.smaller_steps) > k else ()
+    record = next((r for r in records if r.index == i), None)
+    if record is None:
+        return ""
+    return (f"; check_gradient's smaller steps, halving eps {record.k} times to {record.step:.3g}, ended with "
+            f"'{record.verdict}' (central slope {record.central:.6g}, one-sided {record.slope_minus:.6g} and "
+            f"{record.slope_plus:.6g})")

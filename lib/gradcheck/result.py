@@ -272,19 +272,24 @@ class GradientCheckError(AssertionError):
 
 
 #: Above this many elements a failure's hint suggests diagnosing a slice around the localised
-#: elements: a diagnosis costs about 2N forward calls, seconds for a cheap forward at this size.
+#: elements: a diagnosis costs 2N to 4N forward calls, seconds for a cheap forward at this size.
 SLICE_HINT_SIZE = 4096
 
 
 def diagnosis_hint(size: int, localised=()) -> str:
     """The last line of a failure's message: how to learn why, and what it costs.
 
-    A diagnosis is never run implicitly (it calls forward about 2N + 5 more
-    times); the user asks for it. Above SLICE_HINT_SIZE elements the hint suggests a slice
-    around the elements a fast check localised.
+    A diagnosis is never run implicitly; the user asks for it. A failing check costs it one
+    dense pass (2N calls) and a few at x, a second dense pass in float64 when x is
+    float16/float32, and per failing element what check_gradient spends on it: 3 calls per
+    halving of its step in each pass, 2 in float64 for a float16/float32 x (3 to 8 for an
+    element that settles at the first halving; lib.diagnose.diagnose states the whole
+    cost). Above SLICE_HINT_SIZE elements the hint suggests a slice around the elements a
+    fast check localised.
     """
     call = "lib.diagnose.diagnose(forward, backward, x, grad_output)"
-    cost = f"about {2 * size + 5} more forward calls"
+    cost = (f"about {2 * size + 5} more forward calls ({4 * size + 5} for float16/float32), plus 3 to 8 per "
+            "failing element and 3 per further halving of its step")
     if size <= SLICE_HINT_SIZE or len(localised) == 0:
         return f"Why: {call} names the most likely cause ({cost})."
     where = ", ".join(str(int(i)) for i in localised)
