@@ -9,7 +9,9 @@ names its mechanism in one line, and builds a fresh problem on demand:
 
 `entry.check` holds the check settings the entry is labelled under (most are
 the defaults; the precision entries need a particular step, divide or
-tolerance, e.g. eps=1e-5 with the nominal divide of the original checker), and
+tolerance, e.g. eps=1e-5 with the nominal divide of the original checker, and
+those that check_gradient's noise term would pass check by the plain rule,
+strict=True, as the failing check they stand for did), and
 `entry.dtypes` the dtypes for which the label holds: a too-small step is a
 float32 problem, and the same setting in float64 is simply fine.
 
@@ -70,8 +72,8 @@ class Entry:
         code: the diagnosis code the pair must produce as findings[0].
         description: the mechanism, in one line.
         factory: factory(dtype: np.dtype, seed: int) -> Problem, a fresh problem.
-        check: keyword settings for diagnose (eps, divide_by, rtol, atol); all but divide_by
-            also apply to check_gradient.
+        check: keyword settings for diagnose (eps, divide_by, rtol, atol, strict); all but
+            divide_by also apply to check_gradient.
         dtypes: dtypes in which the label holds.
     """
 
@@ -175,17 +177,19 @@ MUTANTS: tuple[Entry, ...] = (
           "the original setting: eps=1e-5 in float32 divided by the nominal 2*eps, not the realised step",
           dropout_original_values, check={"eps": 1e-5, "divide_by": "nominal"}, dtypes=("float32",)),
     Entry("tiny-step-float32", "precision",
-          "eps=1e-6 in float32: rounding noise of tanh(x) over so small a step swamps the difference",
-          elementwise(np.tanh, lambda x, y: 1 - y * y), check={"eps": 1e-6}, dtypes=("float32",)),
+          "eps=1e-6 in float32, plain rule (strict): rounding noise of tanh(x) over so small a step swamps it",
+          elementwise(np.tanh, lambda x, y: 1 - y * y), check={"eps": 1e-6, "strict": True},
+          dtypes=("float32",)),
     Entry("step-below-spacing", "precision",
           "eps=1e-8 in float32 with the nominal divide: x+eps and x-eps round to x itself",
           dropout_original_values, check={"eps": 1e-8, "divide_by": "nominal"}, dtypes=("float32",)),
     Entry("half-precision-sigmoid", "precision",
-          "a correct sigmoid checked in float16 at rtol=1e-3: beyond float16's rounding budget",
-          elementwise(sigmoid, lambda x, y: y * (1 - y)), dtypes=("float16",)),
+          "a correct sigmoid checked in float16 at rtol=1e-3 by the plain rule: beyond float16's rounding budget",
+          elementwise(sigmoid, lambda x, y: y * (1 - y)), check={"strict": True}, dtypes=("float16",)),
     Entry("tolerance-below-budget", "precision",
-          "a correct layer norm checked in float64 at rtol=1e-12, atol=0: tighter than any finite difference",
-          layer_norm_pair(full_backward=True), check={"rtol": 1e-12, "atol": 0.0}, dtypes=("float64",)),
+          "a correct layer norm in float64 at rtol=1e-12, atol=0, plain rule: tighter than any finite difference",
+          layer_norm_pair(full_backward=True), check={"rtol": 1e-12, "atol": 0.0, "strict": True},
+          dtypes=("float64",)),
     # input-mutation: forward or backward writes into its arguments.
     Entry("inplace-forward", "input-mutation",
           "dropout forward multiplies x in place (out=x) and returns it",
