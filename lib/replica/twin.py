@@ -14,11 +14,14 @@ measured one.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import itertools
 import json
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,22 +61,49 @@ def mojo_version(mojo: str) -> str:
     return subprocess.run([mojo, "--version"], capture_output=True, text=True, check=True).stdout.strip()
 
 
-def twin_command(mojo: str, *, p: float | None = None, seed: int = 42, eps: float = 1e-5) -> list[str]:
-    command = [mojo, "run", "-I", str(MOJO_DIR), str(MOJO_DIR / "twin.mojo"), "--seed", str(seed), "--eps", repr(eps)]
-    return command + (["--p", repr(p)] if p is not None else [])
+def twin_binary(mojo: str, timeout: float = 600) -> Path:
+    """The twin compiled once per source and compiler: `mojo build` into a cache, reused by later runs.
+
+    The cache key is a hash of every .mojo source and `mojo --version`, so an edited source or another
+    compiler builds anew. The binary is written beside its final name and renamed into place, so two
+    processes building at once never see a half-written file. The cache lives in $XDG_CACHE_HOME (or
+    ~/.cache)/dropout-gradcheck-workbook.
+    """
+    digest = hashlib.sha256(mojo_version(mojo).encode())
+    for source in sorted(MOJO_DIR.glob("*.mojo")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dropout-gradcheck-workbook"
+    binary = cache / f"twin-{digest.hexdigest()[:20]}"
+    if binary.exists():
+        return binary
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as building:
+        built = Path(building) / "twin"
+        done = subprocess.run([mojo, "build", "-I", str(MOJO_DIR), str(MOJO_DIR / "twin.mojo"), "-o", str(built)],
+                              capture_output=True, text=True, timeout=timeout, cwd=MOJO_DIR)
+        if done.returncode != 0:
+            raise MojoUnavailable(f"the Mojo twin did not build (exit {done.returncode}): "
+                                  f"{done.stderr.strip()[-2000:]}")
+        os.replace(built, binary)
+    return binary
+
+
+def twin_arguments(*, p: float | None = None, seed: int = 42, eps: float = 1e-5) -> list[str]:
+    arguments = ["--seed", str(seed), "--eps", repr(eps)]
+    return arguments + (["--p", repr(p)] if p is not None else [])
 
 
 def run_twin(*, p: float | None = None, seed: int = 42, eps: float = 1e-5, timeout: float = 600) -> dict:
-    """Compile and run the twin with `mojo run`; returns its JSON document plus "mojo_version".
+    """Build the twin (once; see twin_binary) and run it; returns its JSON document plus "mojo_version".
 
-    Raises MojoUnavailable with a one-line reason when `mojo` is missing or fails.
+    Raises MojoUnavailable with a one-line reason when `mojo` is missing or the twin fails.
     """
     mojo = find_mojo()
     if mojo is None:
         raise MojoUnavailable(f"mojo is not installed; `pip install -r requirements-mojo.txt` installs the "
                               f"compiler the original project pinned (Mojo {PINNED_MOJO})")
-    done = subprocess.run(twin_command(mojo, p=p, seed=seed, eps=eps), capture_output=True, text=True,
-                          timeout=timeout, cwd=MOJO_DIR)
+    command = [str(twin_binary(mojo, timeout)), *twin_arguments(p=p, seed=seed, eps=eps)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=MOJO_DIR)
     if done.returncode != 0:
         raise MojoUnavailable(f"the Mojo twin failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
     document = decode_nans(json.loads(done.stdout))
