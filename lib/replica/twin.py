@@ -66,13 +66,14 @@ def twin_binary(mojo: str, timeout: float = 600) -> Path:
 
     The cache key is a hash of every .mojo source and `mojo --version`, so an edited source or another
     compiler builds anew. The binary is written beside its final name and renamed into place, so two
-    processes building at once never see a half-written file. The cache lives in $XDG_CACHE_HOME (or
-    ~/.cache)/dropout-gradcheck-workbook.
+    processes building at once never see a half-written file. The cache lives in $WORKBOOK_CACHE, or
+    else $XDG_CACHE_HOME (or ~/.cache)/dropout-gradcheck-workbook.
     """
     digest = hashlib.sha256(mojo_version(mojo).encode())
     for source in sorted(MOJO_DIR.glob("*.mojo")):
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dropout-gradcheck-workbook"
+    cache = (Path(os.environ["WORKBOOK_CACHE"]) if os.environ.get("WORKBOOK_CACHE") else
+             Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dropout-gradcheck-workbook")
     binary = cache / f"twin-{digest.hexdigest()[:20]}"
     if binary.exists():
         return binary
