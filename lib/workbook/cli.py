@@ -6,13 +6,12 @@ import argparse
 import os
 import re
 import sys
-import time
 from pathlib import Path
 
 from lib import _checks, replica, upstream
 from lib.replica import twin
 from lib.replica.printout import print_diagnostic
-from lib.workbook import execution, findings, processes, ranges, report, staging, summary
+from lib.workbook import execution, processes, ranges, runs
 from lib.workbook import runner as workbook
 
 #: A negative number, exponent and all (-1e-5), as a value rather than an option.
@@ -199,20 +198,6 @@ def _list(selected) -> int:
     return 0
 
 
-def _summary(runs, total: float) -> str:
-    name_width = max((len(r.source.stem) for r in runs), default=len("notebook"))
-    lines = [f"{'notebook':<{name_width}}  {'status':<6}  {'time':>6}  verdict"]
-    for r in runs:
-        verdict = r.outcome if len(r.outcome) <= 100 else r.outcome[:97] + "..."
-        lines.append(f"{r.source.stem:<{name_width}}  {r.status:<6}  {r.seconds:>5.1f}s  {verdict}")
-    failed = sum(r.status != "ok" for r in runs)
-    lines.append(f"notebooks: {len(runs) - failed} ok, {failed} failed, {total:.1f} s")
-    found = findings.as_text(findings.answer([findings.entry(r, r.source.stem) for r in runs]))
-    if found:
-        lines += ["", "What this run found:", *(f"  {line}" for line in found)]
-    return "\n".join(lines)
-
-
 def _run(args) -> int:
     args.notebook_dir = workbook.notebook_folder(args.notebook_dir)
     notebooks = workbook.discover(args.notebook_dir)
@@ -234,58 +219,7 @@ def _run(args) -> int:
     output = args.output / "update" if args.update_sources else args.output
 
     with processes.output_lock(output):
-        return _run_into(output, selected, parameters, pairs, args)
-
-
-def _run_into(output: Path, selected, parameters: dict, pairs, args) -> int:
-    """Execute into a staging folder, write the summary (and report), swap it in, print the table; the exit code.
-
-    The earlier run's files stay in `output` until this run is complete (lib.workbook.staging);
-    a run stopped half-way leaves them as they were, and only when there were none does it
-    leave what it finished, with a summary saying where it stopped.
-    """
-    start = time.perf_counter()
-    total = len(selected)
-    print(f"Running {total} notebook(s) into {output}/ ...", flush=True)
-    staged = staging.stage(output)
-    runs, stopped = execution.execute_all(selected, staged, parameters, args.jobs)
-    took = time.perf_counter() - start  # one number for the summary files, the report and the terminal
-    if stopped and staging.has_earlier_run(output):
-        staging.discard(staged)
-        print(f"The earlier run's output in {output}/ is left as it was.", file=sys.stderr)
-    else:
-        _write_records(runs, staged, output, parameters, pairs, took, stopped, args)
-    if args.update_sources:
-        for run in runs:
-            if run.status == "ok":
-                workbook.update_source(run)
-        print("Stored outputs refreshed in: " + ", ".join(r.source.name for r in runs if r.status == "ok"))
-    print()
-    print(_summary(runs, took))
-    failed = [r for r in runs if r.status != "ok"]
-    for run in failed:
-        print(f"FAILED {run.error}", file=sys.stderr)
-    if stopped:
-        print(f"Stopped by {stopped.name} after {len(runs)} of {total} notebooks; the rest did not run.",
-              file=sys.stderr)
-        return 128 + stopped.value
-    return 1 if failed else 0
-
-
-def _write_records(runs, staged: Path, output: Path, parameters, pairs, took, stopped, args) -> None:
-    """The report and the summary, written beside the staged notebooks, then all swapped into `output`."""
-    if args.html:
-        report.write_report(runs, staged, pairs, total=took)
-    produced = {run.output.name for run in runs}
-    leftover = set(staging.earlier_files(output))
-    earlier = [p.name for p in output.glob("[0-9][0-9]_*.ipynb") if p.name not in produced | leftover]
-    summary.write_summary(runs, parameters, staged, took, earlier, stopped.name if stopped else None)
-    staging.swap(staged, output)
-    for run in runs:
-        run.output = output / run.output.name
-    print(f"Summary: {output / 'summary.md'} and summary.json (full verdicts, parameters, versions, git revision)")
-    if args.html:
-        print(f"HTML report: {output / report.INDEX_NAME}")
+        return runs.run_into(output, selected, parameters, pairs, args).code
 
 
 def _joined_parameters(argv: list[str]) -> list[str]:

@@ -83,13 +83,20 @@ def same(a, b) -> bool:
     return a == b
 
 
-def disagreements(by_notebook: dict[str, dict]) -> list[str]:
-    """One line per fact that two notebooks recorded differently, naming both and their values."""
-    lines = []
+def conflicts(by_notebook: dict[str, dict]) -> list[tuple[str, str, object, str, object]]:
+    """(fact, first notebook, its value, other notebook, its value) for every notebook that recorded a
+    fact differently from the first (in name order) that recorded it."""
+    found = []
     for name in FACTS:
         seen = [(notebook, facts[name]) for notebook, facts in sorted(by_notebook.items()) if name in facts]
         first_notebook, first = seen[0] if seen else (None, None)
         for notebook, value in seen[1:]:
             if not same(first, value):
-                lines.append(f"{name}: {first_notebook} measured {first!r}, {notebook} measured {value!r}")
-    return lines
+                found.append((name, first_notebook, first, notebook, value))
+    return found
+
+
+def disagreements(by_notebook: dict[str, dict]) -> list[str]:
+    """One line per fact that two notebooks recorded differently, naming both and their values."""
+    return [f"{name}: {first_notebook} measured {first!r}, {notebook} measured {value!r}"
+            for name, first_notebook, first, notebook, value in conflicts(by_notebook)]

@@ -222,6 +222,16 @@ def _conclusion(entries: Sequence[dict]) -> str:
     return f"<h2>What this run found</h2>\n<ul class='conclusion'>\n{items}\n</ul>"
 
 
+def _facts(entries: Sequence[dict]) -> str:
+    """The facts the notebooks recorded, one line each with the notebooks that measured each value, or ''."""
+    lines = findings.recorded_text(list(entries))
+    if not lines:
+        return ""
+    items = "\n".join(f"<li><code>{html.escape(line)}</code></li>" for line in lines)
+    return ("<h2>Facts recorded</h2>\n<p class='meta'>Each fact, its value and the notebooks that measured it "
+            f"(a fact with two values fails the run).</p>\n<ul class='conclusion'>\n{items}\n</ul>")
+
+
 def _row(entry: _Entry) -> str:
     r = entry.run
     name = _inline(entry.title)
@@ -265,6 +275,7 @@ def write_index(runs: Sequence, output: Path, parameters: Iterable[tuple[str, st
     (run.output.html) is linked, whether it passed or failed.
     """
     entries = [_Entry(r) for r in runs]
+    found = [findings.entry(e.run, e.title) for e in entries]
     rows = "\n".join(_row(e) for e in entries)
     cards = "\n".join(_card(e) for e in entries if e.figures and e.linked)
     params = ", ".join(f"{html.escape(str(n))}={html.escape(str(v))}" for n, v in parameters) or "defaults"
@@ -277,7 +288,8 @@ def write_index(runs: Sequence, output: Path, parameters: Iterable[tuple[str, st
 <h1>{TITLE}</h1>
 <p class="meta">Parameters: {params} &middot; {len(runs)} notebooks: {len(runs) - failed} ok, {failed} failed
 &middot; {took}</p>
-{_conclusion([findings.entry(e.run, e.title) for e in entries])}
+{_conclusion(found)}
+{_facts(found)}
 <table id="summary">
 <thead><tr><th>notebook</th><th>verdict</th><th>time</th><th>status</th><th>figures</th></tr></thead>
 <tbody>

@@ -19,9 +19,10 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from lib.workbook.facts import FACTS_FILE, read_facts
 from lib.workbook.parameters import (  # noqa: F401  (the runner's interface: cli and tests use them here)
     PARAMETER_RULES,
     WorkbookError,
@@ -104,6 +105,8 @@ class NotebookRun:
     cell: str = ""
     #: whether the notebook has a cell tagged `verdict` (a teaching notebook has none)
     verdict_cell: bool = False
+    #: the facts it recorded (lib.workbook.facts), {} when it recorded none
+    facts: dict = field(default_factory=dict)
 
     @property
     def outcome(self) -> str:
@@ -173,10 +176,37 @@ def merged_streams(outputs: list) -> list:
     return merged
 
 
-def _kernel_environment() -> None:
+def facts_file(executed: Path) -> Path:
+    """Where the notebook executed into `executed` records its facts: beside it, listed and kept with it."""
+    return executed.with_name(f"{executed.stem}.facts.json")
+
+
+def _kernel_environment(facts: Path) -> str | None:
+    """Prepare this process's environment, which the kernel it starts inherits; returns the earlier
+    WORKBOOK_FACTS (None: unset), for `_restore_facts_file`."""
     # A backend forced for headless runs (MPLBACKEND=Agg) would make the kernel
     # drop every figure, so executed notebooks would lack their plots.
     os.environ.pop("MPLBACKEND", None)
+    earlier = os.environ.get(FACTS_FILE)
+    facts.unlink(missing_ok=True)  # record_facts adds to what the file holds: start from nothing
+    os.environ[FACTS_FILE] = str(facts.resolve())  # absolute: the kernel runs in the source's folder
+    return earlier
+
+
+def _restore_facts_file(earlier: str | None) -> None:
+    if earlier is None:
+        os.environ.pop(FACTS_FILE, None)
+    else:
+        os.environ[FACTS_FILE] = earlier
+
+
+def _recorded_facts(path: Path) -> tuple[dict, str]:
+    """(facts, '') from the notebook's facts file, or ({}, why) when the file cannot be read."""
+    try:
+        found = read_facts(path)
+    except (OSError, ValueError) as error:
+        return {}, f"its facts file {path.name} cannot be read ({error})"
+    return (found, "") if isinstance(found, dict) else ({}, f"its facts file {path.name} holds no facts")
 
 
 def _source_cell(source: Path, failing_source: str, fallback: int) -> int:
@@ -223,13 +253,13 @@ def execute(source: Path, output: Path, parameters: dict, progress: Path | None 
     `output` as it was. With `progress`, the cell being run is written there
     as each starts (lib.workbook.progress), for the runner to print.
     """
-    import nbformat
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    _kernel_environment()
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.stem}.partial.ipynb")  # papermill wants the suffix
+    facts = facts_file(output)
+    earlier = _kernel_environment(facts)
     start = time.perf_counter()
     status, error, cell = "ok", "", ""
     try:
@@ -244,18 +274,31 @@ def execute(source: Path, output: Path, parameters: dict, progress: Path | None 
         status = "failed"
         cell = _last_started_cell(partial, source) if partial.exists() else ""
         error = f"{source.name}:{' ' + cell if cell else ''} {type(failure).__name__}: {failure}"
+    finally:
+        _restore_facts_file(earlier)
     if progress is not None:
         progress.unlink(missing_ok=True)  # finished: nothing more to report while it waits its turn
     if partial.exists():
         os.replace(partial, output)
     run = NotebookRun(source, output, status, time.perf_counter() - start, "-", error, cell)
-    if status == "ok" or output.exists():
+    _read_back(run, facts)
+    return run
+
+
+def _read_back(run: NotebookRun, facts: Path) -> None:
+    """The verdict and the facts of an executed notebook, into `run`; unreadable facts fail it."""
+    import nbformat
+
+    if run.status == "ok" or run.output.exists():
         try:
-            executed = nbformat.read(str(output), as_version=4)
+            executed = nbformat.read(str(run.output), as_version=4)
             run.verdict, run.verdict_cell = read_verdict(executed), has_verdict_cell(executed)
         except Exception:  # a half-written output after a crash has no verdict to read
             pass
-    return run
+    run.facts, problem = _recorded_facts(facts)
+    if problem:
+        run.status = "failed"
+        run.error = "; ".join(filter(None, [run.error, f"{run.source.name}: {problem}"]))
 
 
 def update_source(run: NotebookRun) -> None:

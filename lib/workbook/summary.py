@@ -70,8 +70,29 @@ def summary(runs, parameters: dict, total: float, earlier: list[str] = (), stopp
         "notebooks": notebooks,
         "found": [{"label": label, "text": text, "notebook": source}
                   for label, text, source in findings.answer(notebooks)],
+        "disagreements": [{"fact": name, "notebooks": [a, b], "values": [x, y],
+                           "text": f"{name}: {a} measured {x!r}, {b} measured {y!r}"}
+                          for name, a, x, b, y in findings.fact_conflicts(notebooks)],
+        "contradictions": [{"notebook": notebook, "text": text}
+                           for notebook, text in findings.contradictions(notebooks)],
         "earlier_runs": sorted(earlier),
     }
+
+
+def _facts_markdown(record: dict) -> list[str]:
+    """'Facts that disagree' (a failure of the run) and the facts recorded, compactly; [] when none."""
+    lines = []
+    if record["disagreements"] or record["contradictions"]:
+        lines += ["## Facts that disagree", ""]
+        lines += [f"- {d['text']}" for d in record["disagreements"]]
+        lines += [f"- {c['notebook']}: {c['text']}" for c in record["contradictions"]]
+        lines.append("")
+    measured = findings.recorded_text(record["notebooks"])
+    if measured:
+        lines += ["## Facts recorded", "", "Each fact, its value and the notebooks that measured it:", ""]
+        lines += [f"- {line}" for line in measured]
+        lines.append("")
+    return lines
 
 
 def _markdown(record: dict) -> str:
@@ -85,6 +106,7 @@ def _markdown(record: dict) -> str:
         lines += [f"- **{f['label']}**: {f['text']}" + (f" ({f['notebook']})" if f["notebook"] else "")
                   for f in record["found"]]
         lines.append("")
+    lines += _facts_markdown(record)
     lines += ["| notebook | status | time | parameters | verdict |", "| --- | --- | --- | --- | --- |"]
     for nb in record["notebooks"]:
         given = ", ".join(f"{k}={v!r}" for k, v in nb["parameters"].items()) or "defaults"
