@@ -11,7 +11,7 @@ from pathlib import Path
 from lib import _checks, replica, upstream
 from lib.replica import twin
 from lib.replica.printout import print_diagnostic
-from lib.workbook import execution, processes, ranges, runs
+from lib.workbook import execution, processes, ranges, runs, sweep
 from lib.workbook import runner as workbook
 
 #: A negative number, exponent and all (-1e-5), as a value rather than an option.
@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  python -m lib run                      every notebook, into output/\n"
                "  python -m lib run 3 6-8 -p seed=0      some notebooks, with a parameter changed\n"
                "  python -m lib run --list               the notebooks and their parameters\n"
+               "  python -m lib sweep 1-6 -n 5           notebooks 01 to 06 under 5 random parameter sets\n"
                "  python -m lib diagnose --dtype float64 the original test's numbers in float64\n"
                "  python -m lib mojo                     the Mojo twin against the replica\n"
                "  python -m lib upstream ~/ProjectOdyssey the original's gradient tests, fixed checker\n"
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_diagnose(commands)
     _add_run(commands)
+    sweep.add_parser(commands)
     _add_mojo(commands)
     _add_upstream(commands)
     return parser
@@ -244,7 +246,8 @@ def main(argv=None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        commands = {"diagnose": _diagnose, "run": _run, "mojo": _mojo, "upstream": _upstream}
+        commands = {"diagnose": _diagnose, "run": _run, "sweep": sweep.command, "mojo": _mojo,
+                    "upstream": _upstream}
         return commands[args.command](args)
     except (workbook.WorkbookError, processes.FolderBusy, ValueError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
