@@ -164,10 +164,10 @@ def command(args) -> int:
         if outcome.code >= 128:  # stopped by a signal: the rest does not run
             print(table([r for r in rows if r.code is not None], numbers))
             return outcome.code
-    print("\n" + (f"Random sets drawn with seed {seed} (repeat with --seed {seed})\n" if seed is not None else "")
-          + table(rows, numbers))
     if args.json is not None:
         args.json.write_text(json.dumps(as_json(rows, numbers, seed), indent=1) + "\n", encoding="utf-8")
-        print(f"Table: {args.json}")
+        print(f"\nTable written to {args.json}")
+    print("\n" + (f"Random sets drawn with seed {seed} (repeat with --seed {seed})\n" if seed is not None else "")
+          + table(rows, numbers))
     return 0 if all(r.clean for r in rows) else 1
 
