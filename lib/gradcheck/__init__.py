@@ -25,7 +25,10 @@ Four choices make it trustworthy in float32, where fixed-step checkers fail:
    h0 / 2^k, for a kink inside the default step (relu at 1e-4 in float32):
    it passes only when the slopes converge to the analytical value or the
    point sits on a kink and the analytical value lies between the one-sided
-   slopes, a subgradient (`kinks`, docs/checking_at_kinks.md).
+   slopes, a subgradient (`kinks`, docs/checking_at_kinks.md). Where the
+   rounding bound stops the steps undecided, they are taken again in float64
+   if forward computes in float64; forward must give the same outputs at x
+   on every call, or nothing passes at a smaller step.
 
 And it looks where a plain check cannot: the same output differences are
 contracted with random upstream gradients (a backward that ignores or squares

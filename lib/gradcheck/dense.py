@@ -81,7 +81,8 @@ def _remeasured(forward, x, work, y0, grads, eps, out_dtype, analytical, found, 
     more): see lib.gradcheck.arithmetic. Every other element gets no slack.
     smaller: a Remeasured (lib.gradcheck.kinks) for the ones that still fail,
     measured at halving steps against y0, the outputs at x that checking the
-    arguments already made (no call of its own); None when none is left.
+    arguments already made (no call of its own; one for forward(x) in float64
+    when the steps are measured in float64); None when none is left.
     """
     slack = np.zeros_like(found.numerical)
     suspects = plain_failures(analytical, found, rtol, atol)
@@ -91,10 +92,10 @@ def _remeasured(forward, x, work, y0, grads, eps, out_dtype, analytical, found, 
     rows, calls = remeasure_in_float64(forward, x, again, grads, analytical[:, suspects], rounding_slack(again),
                                           rtol=rtol, atol=atol, columns=suspects)
     slack[:, suspects] = rows
-    smaller = remeasure_failing(forward, x, suspects, again, grads, analytical[:, suspects], rows,
-                                Reference(forward, x, y0.shape, y0), eps=eps, out_dtype=out_dtype, rtol=rtol,
-                                atol=atol)
-    return slack, smaller, again.forward_calls + calls + (smaller.calls if smaller else 0)
+    reference = Reference(forward, x, y0.shape, y0)  # y0 is known; its float64 twin costs a call if needed
+    smaller = remeasure_failing(forward, x, suspects, again, grads, analytical[:, suspects], rows, reference,
+                                eps=eps, out_dtype=out_dtype, rtol=rtol, atol=atol)
+    return slack, smaller, again.forward_calls + calls + reference.calls + (smaller.calls if smaller else 0)
 
 
 def unstacked(forward):

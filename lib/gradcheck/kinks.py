@@ -54,12 +54,29 @@ KEEPS = 0.75
 
 
 class Reference:
-    """y0 = forward(x) as a flat float64 copy, made at most once (on first use) and counted in `calls`."""
+    """y0 = forward(x) as a flat float64 copy, made at most once (on first use) and counted in `calls`.
+
+    `in_float64()` is the same for x given to forward as float64, when forward computes in float64.
+    """
 
     def __init__(self, forward, x: np.ndarray, out_shape: tuple, y0: np.ndarray | None = None):
         self.forward, self.x, self.out_shape = forward, x, out_shape
         self._y0 = None if y0 is None else np.asarray(y0, dtype=np.float64).reshape(-1)
+        self._y0_64: np.ndarray | bool | None = False  # False: not asked yet; None: forward is not float64
         self.calls = 0
+
+    def in_float64(self) -> np.ndarray | None:
+        """forward(x as float64), flat, when x is float16/float32 and forward returns float64 of the
+        same shape, finite; otherwise None. One forward call, made on first use."""
+        if self._y0_64 is False:
+            self._y0_64 = None
+            if self.x.dtype != np.float64:
+                returned = np.asarray(self.forward(np.array(self.x, dtype=np.float64, order="C")))
+                self.calls += 1
+                if (returned.dtype == np.float64 and returned.shape == tuple(self.out_shape)
+                        and np.isfinite(returned).all()):
+                    self._y0_64 = np.array(returned, dtype=np.float64).reshape(-1)
+        return self._y0_64
 
     def values(self) -> np.ndarray:
         if self._y0 is None:
@@ -283,30 +300,62 @@ def smaller_steps(forward, x: np.ndarray, columns, grads: np.ndarray, analytical
     work = np.array(x, copy=True, order="C")
     grads = np.atleast_2d(grads)
     magnitudes, u, calls = np.abs(grads), unit_roundoff(out_dtype), 0
+    settings = dict(rtol=rtol, atol=atol)
     for c, i in enumerate(columns.tolist()):
         rows = np.flatnonzero(failing[:, c] & np.isfinite(analytical[:, c]))
         if rows.size == 0:
             continue
         y0 = reference.values().reshape(reference.out_shape)
         decided, spent, repeated = _halve(forward, work, i, float(h0[c]), y0, grads[rows], magnitudes[rows], u,
-                                          analytical[rows, c], central[rows, c], noise[rows, c], rtol=rtol,
-                                          atol=atol)
+                                          analytical[rows, c], central[rows, c], noise[rows, c], **settings)
         calls += spent
-        for j, (r, (verdict, step)) in enumerate(zip(rows.tolist(), decided, strict=True)):
+        # each row's (verdict, step, its row in that step's arrays, measured in float64)
+        found = [(verdict, step, j, False) for j, (verdict, step) in enumerate(decided)]
+        again = np.flatnonzero([verdict == "rounding" for verdict, _ in decided]) if repeated else []
+        if len(again):
+            picked = rows[again]
+            spent, repeated = _in_float64(forward, reference, i, float(h0[c]), grads[picked], analytical[picked, c],
+                                          central[picked, c], noise[picked, c], found, again, settings)
+            calls += spent
+        for r, (verdict, step, j, in_float64) in zip(rows.tolist(), found, strict=True):
             a = float(analytical[r, c])
-            numerical[r, c], noise_out[r, c], band[r, c], width[r, c] = _reported(a, verdict, step, j, rtol=rtol,
-                                                                                  atol=atol)
-            records[r].append(_record(i, verdict, step, j, float(h0[c])))
+            numerical[r, c], noise_out[r, c], band[r, c], width[r, c] = _reported(a, verdict, step, j, **settings)
+            records[r].append(_record(i, verdict, step, j, float(h0[c]), in_float64))
         if not repeated:
             break  # no later element may pass on a forward that does not repeat itself
     return Remeasured(columns, numerical, noise_out, band, width, tuple(tuple(r) for r in records), calls)
 
 
-def _record(index: int, verdict: str, step: _Step | None, j: int, h0: float) -> SmallerStep:
+def _in_float64(forward, reference: Reference, i: int, h0: float, grads, a, central, noise, found: list,
+                again: np.ndarray, settings: dict) -> tuple[int, bool]:
+    """Halve again in float64 the rows that rounding left undecided in x's dtype; their
+    (verdict, step, row in the step's arrays, True) go into `found` in place. Returns (forward calls,
+    whether forward(x) repeated itself); forward(x) in float64 is the Reference's call, counted in
+    its `calls`.
+
+    The bound on the outputs' rounding (stage 1's four roundings per moved output) grows as the step
+    shrinks, and it is a bound, not a measurement: a max-pool near-tie at 0.3, 1e-4 apart, needs a
+    step below 1e-4, where the float32 bound (2.4e-3 over the step) passes the tolerance although
+    the outputs are exact copies of x. When forward computes in float64 (as stage 1's float64
+    re-measurement asks), the same steps measured with x given as float64 carry float64's bound,
+    and decide. A forward that keeps its own dtype leaves them undecided, as the Mojo checker does.
+    """
+    y0_64 = reference.in_float64()
+    if y0_64 is None:
+        return 0, True
+    work = np.array(reference.x, dtype=np.float64, order="C")
+    decided, spent, repeated = _halve(forward, work, i, h0, y0_64.reshape(reference.out_shape), grads,
+                                      np.abs(grads), unit_roundoff(np.float64), a, central, noise, **settings)
+    for position, (j, (verdict, step)) in enumerate(zip(np.asarray(again).tolist(), decided, strict=True)):
+        found[j] = (verdict, step, position, True)
+    return spent, repeated
+
+
+def _record(index: int, verdict: str, step: _Step | None, j: int, h0: float, in_float64: bool) -> SmallerStep:
     if step is None:  # not even the first halving could be measured
-        return SmallerStep(index, 0, h0, np.nan, verdict, np.nan, np.nan, np.nan)
+        return SmallerStep(index, 0, h0, np.nan, verdict, np.nan, np.nan, np.nan, in_float64)
     return SmallerStep(index, step.k, step.h, step.width, verdict, float(step.central[j]), float(step.minus[j]),
-                       float(step.plus[j]))
+                       float(step.plus[j]), in_float64)
 
 
 def remeasure_failing(forward, x: np.ndarray, columns, found: Differences, grads: np.ndarray,

@@ -24,6 +24,8 @@ class SmallerStep:
             step fell below the dtype's spacing), "no decision" (K_MAX halvings), or
             "forward(x) changed" (forward did not repeat itself between two calls at x).
         central: the central slope n_k; slope_minus, slope_plus: the one-sided slopes s-, s+.
+        in_float64: measured with x given to forward as float64 (forward computes in float64),
+            so the outputs' rounding is float64's; otherwise in x's dtype.
     """
 
     index: int
@@ -34,6 +36,7 @@ class SmallerStep:
     central: float
     slope_minus: float
     slope_plus: float
+    in_float64: bool = False
 
     @property
     def passed(self) -> bool:
@@ -229,7 +232,8 @@ def smaller_steps_lines(result: GradCheckResult, max_rows: int = MAX_REPORTED_EL
     shown = sorted(records, key=lambda r: r.passed)[:max_rows]  # failures first
     for r in shown:
         lines.append(f"{_where(r.index, result.analytical.shape):>10} {r.k:>3} {r.step:>11.4e} {r.central:>14.8g} "
-                     f"{r.slope_minus:>14.8g} {r.slope_plus:>14.8g}  {VERDICT_TEXT[r.verdict]}")
+                     f"{r.slope_minus:>14.8g} {r.slope_plus:>14.8g}  {VERDICT_TEXT[r.verdict]}"
+                     + (" (in float64)" if r.in_float64 else ""))
     if len(records) > max_rows:
         lines.append(f"  ... and {len(records) - max_rows} more")
     return lines
