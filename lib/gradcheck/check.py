@@ -31,7 +31,8 @@ def check_gradient(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, e
 
     A failure raises with the report and one line on how to ask lib.diagnose
     why; the diagnosis itself is a separate call, because it costs about
-    2N + 5 more forward calls.
+    2N + 5 more forward calls, more for the elements it measures again (the
+    hint in the report gives the count).
 
     Args:
         forward: forward(x) -> y, any output shape; must be deterministic.
