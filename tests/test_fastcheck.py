@@ -416,7 +416,8 @@ def test_above_the_slice_size_the_hint_points_at_the_localised_elements():
         check_gradient_fast(forward, planted(backward, {j: 30.0}), x, grad_output)
     last = str(raised.value).split("\n")[-1]
     assert last.startswith("Why: lib.diagnose.diagnose(forward, backward, x, grad_output)")
-    assert f"around element(s) {j}" in last and f"about {2 * n + 5} more forward calls" in last
+    # float32: a float64 pass too, and 3 to 8 calls for the one failing element
+    assert f"around element(s) {j}" in last and f"at least {4 * n + 5 + 3} more forward calls" in last
 
 
 def test_no_diagnosis_without_raising():

@@ -70,7 +70,7 @@ def check_gradient(forward, backward, x, grad_output, *, rtol=1e-3, atol=1e-6, e
     outcome = dense_check(forward, backward, x, grad_output, rtol=rtol, atol=atol, eps=eps, probes=probes,
                            strict=strict, probe_seed=probe_seed, batch=batch)
     if not outcome.passed and raise_on_failure:
-        hint = diagnosis_hint(np.size(x))
+        hint = diagnosis_hint(np.size(x), dtype=np.asarray(x).dtype, failing=int(outcome.failing_indices.size))
         raise GradientCheckError(outcome, "\n".join([outcome.report(), hint]))
     return outcome
 

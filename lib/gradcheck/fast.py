@@ -131,7 +131,8 @@ def check_gradient_fast(forward, backward, x, grad_output, *, probes=DEFAULT_PRO
     probed = _probe(inputs, rng)
     result = _empty_result(probed) if inputs.x.size == 0 else _judge(probed)
     if not result.passed and raise_on_failure:
-        hint = diagnosis_hint(inputs.x.size, result.failing_indices)
+        hint = diagnosis_hint(inputs.x.size, result.failing_indices, dtype=inputs.x.dtype,
+                              failing=int(result.failing_indices.size))
         raise GradientCheckError(result, "\n".join([result.report(), hint]))
     return result
 

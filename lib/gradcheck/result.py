@@ -280,20 +280,29 @@ class GradientCheckError(AssertionError):
 SLICE_HINT_SIZE = 4096
 
 
-def diagnosis_hint(size: int, localised=()) -> str:
-    """The last line of a failure's message: how to learn why, and what it costs.
+def diagnosis_hint(size: int, localised=(), *, dtype=None, failing: int = 0) -> str:
+    """The last line of a failure's message: how to learn why, and about what it costs.
 
     A diagnosis is never run implicitly; the user asks for it. A failing check costs it one
-    dense pass (2N calls) and a few at x, a second dense pass in float64 when x is
-    float16/float32, and per failing element what check_gradient spends on it: 3 calls per
-    halving of its step in each pass, 2 in float64 for a float16/float32 x (3 to 8 for an
-    element that settles at the first halving; lib.diagnose.diagnose states the whole
-    cost). Above SLICE_HINT_SIZE elements the hint suggests a slice around the elements a
-    fast check localised.
+    dense pass (2N calls) and 5 at x, a second dense pass in float64 when x is float16/float32,
+    and per failing element what check_gradient spends on it: 3 calls per halving of its
+    step, 2 in float64 for a float16/float32 x, so 3 to 8 for an element that settles at the
+    first halving (lib.diagnose.diagnose states the whole cost). Above SLICE_HINT_SIZE
+    elements the hint suggests a slice around the elements a fast check localised.
+
+    Args:
+        size: N, x's element count; localised: flat indices a fast check named.
+        dtype: x's dtype (None: not known, the float64 cost is given); failing: how many
+            elements failed (0: not known).
     """
     call = "lib.diagnose.diagnose(forward, backward, x, grad_output)"
-    cost = (f"about {2 * size + 5} more forward calls ({4 * size + 5} for float16/float32), plus 3 to 8 per "
-            "failing element and 3 per further halving of its step")
+    low_precision = dtype is not None and np.dtype(dtype).itemsize < 8
+    base = (4 if low_precision else 2) * size + 5
+    # Each failing element costs 3 to 8 calls per pass that fails it, more when it needs several
+    # halvings; the hint gives the floor, which the size of x sets.
+    cost = (f"about {base} more forward calls" if failing == 0 else
+            f"at least {base + 3 * failing} more forward calls, a few more for each of the {failing} failing "
+            f"element{'s' if failing != 1 else ''}")
     if size <= SLICE_HINT_SIZE or len(localised) == 0:
         return f"Why: {call} names the most likely cause ({cost})."
     where = ", ".join(str(int(i)) for i in localised)
