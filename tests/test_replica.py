@@ -19,7 +19,7 @@ from lib.replica import (
 )
 
 ORIGINAL_LINE = "Gradient check failed for float32: gradient mismatch at index 0"
-# The post-mortem's numbers for index 0 (REFERENCE.md).
+# The post-mortem's numbers for index 0 (docs/history.md).
 REPORTED = {"analytical": 1.4285715, "numerical": 1.4305115, "difference": 0.0019400, "tolerance": 0.0014315}
 
 
@@ -271,7 +271,7 @@ def test_values_the_dtype_cannot_hold_are_refused():
         replay_original_test(values=(1e6,), dtype="float16")
 
 
-# --- ground truth measured in Mojo 0.25.7 (REFERENCE.md) -------------------------------------
+# --- ground truth measured in Mojo 0.25.7 (docs/history.md) -------------------------------------
 
 MOJO_SEED_42 = [0.5245871017917538, 0.26330554078427826, 0.19628582558072902, 0.5123181086967281,
                 0.2571016294158307, 0.8154876268180378, 0.4520286423175604, 0.24740811984064287,

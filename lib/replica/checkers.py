@@ -1,6 +1,6 @@
 """The two checkers of the story, written the way the Mojo twin writes them.
 
-`original_check_gradient` is the checker that failed (REFERENCE.md: the
+`original_check_gradient` is the checker that failed (docs/history.md: the
 failure-era commit 27a95c94). For every element it reads x[i] as float64,
 writes `x[i] + eps` rounded to x's dtype, runs the forward, sums the loss
 `sum(out * grad_output)` in float64 one term after another, writes `x[i] -

@@ -1,6 +1,6 @@
 """Mojo 0.25.7's process-wide random generator, bit for bit, in numpy.
 
-Measured against the real compiler (REFERENCE.md, "Ground truth from Mojo
+Measured against the real compiler (docs/history.md, "Measured with Mojo
 0.25.7"): `random.seed(s)` and `random.random_float64()` produce the stream of
 C++ `std::minstd_rand0` (state <- 16807 * state mod 2**31 - 1) read through
 libstdc++'s `uniform_real_distribution<double>`, which spends two engine

@@ -1,7 +1,7 @@
 """The two failing tests of the original library, switch by switch.
 
 `run_original_test()` with no arguments is the dropout test as it failed (the
-failure-era commit 27a95c94 of the original library; REFERENCE.md): a float32
+failure-era commit 27a95c94 of the original library; docs/history.md): a float32
 input [-0.5, 0.0, 0.2, 0.5, 1.0], dropout with p=0.3 and seed=42 drawing from
 Mojo's generator (mask [1, 0, 0, 1, 0]), grad_output all ones, and the
 failure-era checker (`lib.replica.checkers.original_check_gradient`). It raises
