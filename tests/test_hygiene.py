@@ -114,3 +114,35 @@ def test_every_exercise_can_be_checked(path):
         text[solutions:]))))
     assert asked, "the Exercises section has no check cell"
     assert answered == asked, f"checked {asked}, worked answers for {answered}"
+
+
+def _cited_files() -> list[tuple[str, str]]:
+    """(where, cited path) for every repository file a document, notebook, module or test names: the
+    markdown links of documents and notebooks, and anywhere the bare names of the project's own
+    documents (docs/*.md, upper-case .md names) and recorded data (mojo/*.json). Paths inside the original
+    library (which the runner reads from a checkout) are not this repository's."""
+    prose = [ROOT / "README.md", *ROOT.glob("docs/*.md")]
+    code = [*ROOT.glob("lib/**/*.py"), *ROOT.glob("tests/*.py"), *ROOT.glob("mojo/**/*.mojo")]
+    link = re.compile(r"\]\((?!https?:|#)([^)#\s]+)")
+    bare = re.compile(r"(?<![\w./-])(docs/[\w.-]+\.md|mojo/[\w.-]+\.json|[A-Z]+\.md)")
+    found = []
+    for source in [*prose, *code, *NOTEBOOKS]:
+        if source.suffix == ".ipynb":
+            cells = nbformat.read(str(source), as_version=4).cells
+            markdown = "\n".join(c.source for c in cells if c.cell_type == "markdown")
+            text = "\n".join(c.source for c in cells)
+        else:
+            text = source.read_text(encoding="utf-8")
+            markdown = text if source in prose else ""
+        found += [(source, m.group(1)) for m in link.finditer(markdown)]
+        found += [(source, m.group(1)) for m in bare.finditer(text)]
+    return [(str(source.relative_to(ROOT)), cited) for source, cited in found]
+
+
+def test_every_file_the_repository_cites_is_in_it():
+    missing = []
+    for where, cited in _cited_files():
+        candidates = [(ROOT / where).parent / cited, ROOT / cited]
+        if not any(path.resolve().exists() for path in candidates):
+            missing.append(f"{where}: {cited}")
+    assert not missing, "cited but not in the repository: " + "; ".join(sorted(set(missing)))
