@@ -282,11 +282,20 @@ def draw(evidence: Evidence):
 
     styles = {k: "-" if k == s.divide_by else "--" for k in evidence.errors}
     curves = {f"divide by {k} step": v for k, v in evidence.errors.items()}
-    plot_error_vs_step(ax_step, evidence.steps, curves, tolerance=result.rtol, mark_step=s.eps,
-                       mark_label="chosen eps",
-                       styles={f"divide by {k} step": v for k, v in styles.items()})
+    drawn = any(np.any(np.asarray(v) > 0) for v in curves.values())
+    if drawn:
+        plot_error_vs_step(ax_step, evidence.steps, curves, tolerance=result.rtol, mark_step=s.eps,
+                           mark_label="chosen eps",
+                           styles={f"divide by {k} step": v for k, v in styles.items()})
+    else:  # every error is exactly 0 (or undefined): a log axis has nothing to draw
+        ax_step.set(xscale="log", xlim=(evidence.steps.min(), evidence.steps.max()),
+                    xlabel="step eps (units of x)", ylabel="relative gradient error |a - n| / max(|a|, |n|)")
+        ax_step.axvline(s.eps, color="black", ls=":", lw=1)
+        ax_step.text(0.5, 0.5, "the error is exactly 0 (or undefined) at every step:\nnothing to draw on a log axis",
+                     transform=ax_step.transAxes, ha="center", va="center", fontsize=9)
     ax_step.set_title(f"Worst relative error vs step, {s.dtype}\n"
-                      f"solid: divide_by={s.divide_by}; the check fails in the shaded band")
+                      + (f"solid: divide_by={s.divide_by}; the check fails in the shaded band" if drawn
+                         else "no step gives an error above 0"))
 
     plot_error_against_tolerance(ax_tol, result)
     side = ax_tol.get_legend()  # move the helper's legend below the panel
