@@ -58,7 +58,8 @@ def test_facts_that_agree_leave_the_run_clean(agreeing):
     code, out, record = agreeing
     assert code == 0
     assert record["disagreements"] == [] and record["contradictions"] == []
-    assert record["notebooks"][0]["facts"] == {"failure_index": 0, "step_ratio": 1.0013580322265625}
+    measured = record["notebooks"][0]["facts"]
+    assert {k: v for k, v in measured.items() if k != "test"} == {"failure_index": 0, "step_ratio": 1.0013580322265625}
     markdown = (out / "summary.md").read_text()
     assert "Facts that disagree" not in markdown
     assert "- failure_index: 0 (01, 02)" in markdown
@@ -150,3 +151,19 @@ def test_in_jupyterlab_record_facts_checks_and_writes_nothing(monkeypatch, tmp_p
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="unknown fact"):
         facts.record_facts(failure_idx=3)
+
+
+def test_facts_are_compared_only_between_notebooks_that_measured_the_same_test(tmp_path, monkeypatch):
+    from lib.workbook import facts
+
+    # A notebook without `size` measures the five-element test even when the run sets size=1000.
+    target = tmp_path / "a.facts.json"
+    monkeypatch.setenv(facts.FACTS_FILE, str(target))
+    # a notebook's parameters are its globals, where record_facts reads them
+    exec("record_facts(failure_index=3)", {"record_facts": facts.record_facts, "size": 1000, "dtype": "float32"})
+    recorded = facts.read_facts(target)
+    assert recorded[facts.TEST_KEY] == {"size": 1000, "dtype": "float32"}
+    five = {"failure_index": 0}  # no test parameters: the defaults, size 5
+    assert facts.conflicts({"01": five, "06": recorded}) == []
+    assert facts.conflicts({"01": five, "06": {**recorded, facts.TEST_KEY: {"size": 5}}}) == [
+        ("failure_index", "01", 0, "06", 3)]

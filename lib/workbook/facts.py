@@ -13,6 +13,7 @@ In JupyterLab (no runner) `record_facts` checks its arguments and writes nothing
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -32,6 +33,14 @@ FACTS = {
     "minimal_patch_passes": "the failure-era checker dividing by the realised step passes the test",
     "complete_fix_passes": "lib.check_gradient (default step, realised step) passes the test",
 }
+
+#: The parameters that define the original test, and their values in a notebook that does not
+#: declare one (the test as it failed). Facts are compared only between notebooks whose test had
+#: the same values: under `-p size=1000` a notebook without `size` measures the five-element test.
+TEST_PARAMETERS = {"dtype": "float32", "p": 0.3, "seed": 42, "eps": 1e-5, "size": 5}
+
+#: Where a facts file keeps the test's parameters, beside the facts.
+TEST_KEY = "test"
 
 #: Two measurements of a float fact agree within this relative difference (they may
 #: come from different, equally valid, float64 computations).
@@ -64,8 +73,27 @@ def record_facts(**facts) -> dict:
     if target:
         path = Path(target)
         earlier = json.loads(path.read_text()) if path.exists() else {}
-        path.write_text(json.dumps({**earlier, **recorded}, indent=1, sort_keys=True) + "\n")
+        test = _test_parameters(inspect.currentframe().f_back.f_globals)
+        path.write_text(json.dumps({**earlier, **recorded, TEST_KEY: test}, indent=1, sort_keys=True) + "\n")
     return recorded
+
+
+def _test_parameters(namespace: dict) -> dict:
+    """The test's parameters the notebook has as variables of its own (its parameters cell's)."""
+    found = {}
+    for name in TEST_PARAMETERS:
+        value = namespace.get(name)
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, str | int | float) or hasattr(value, "dtype"):
+            found[name] = str(value) if name == "dtype" else _plain(name, value)
+    return found
+
+
+def test_of(recorded: dict) -> tuple:
+    """The values of TEST_PARAMETERS of the test a notebook's facts are about (defaults where it has none)."""
+    given = recorded.get(TEST_KEY) or {}
+    return tuple(given.get(name, default) for name, default in TEST_PARAMETERS.items())
 
 
 def read_facts(path: Path) -> dict:
@@ -85,15 +113,20 @@ def same(a, b) -> bool:
 
 def conflicts(by_notebook: dict[str, dict]) -> list[tuple[str, str, object, str, object]]:
     """(fact, first notebook, its value, other notebook, its value) for every notebook that recorded a
-    fact differently from the first (in name order) that recorded it."""
+    fact differently from the first (in name order) that recorded it, among notebooks whose facts are
+    about the same test (test_of)."""
     found = []
-    for name in FACTS:
-        seen = [(notebook, facts[name]) for notebook, facts in sorted(by_notebook.items()) if name in facts]
-        first_notebook, first = seen[0] if seen else (None, None)
-        for notebook, value in seen[1:]:
-            if not same(first, value):
-                found.append((name, first_notebook, first, notebook, value))
-    return found
+    groups: dict[tuple, dict] = {}  # only notebooks that measured the same test are compared
+    for notebook, recorded in sorted(by_notebook.items()):
+        groups.setdefault(test_of(recorded), {})[notebook] = recorded
+    for group in groups.values():
+        for name in FACTS:
+            seen = [(notebook, facts[name]) for notebook, facts in group.items() if name in facts]
+            first_notebook, first = seen[0] if seen else (None, None)
+            for notebook, value in seen[1:]:
+                if not same(first, value):
+                    found.append((name, first_notebook, first, notebook, value))
+    return sorted(found, key=lambda conflict: (list(FACTS).index(conflict[0]), conflict[1], conflict[3]))
 
 
 def disagreements(by_notebook: dict[str, dict]) -> list[str]:
