@@ -53,11 +53,13 @@ def test_cli_arguments_reach_the_replica(capsys):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--p", "1.5"], "p must be a drop probability in [0, 1)"),
-    (["--eps", "0"], "eps must be a finite step > 0"),
-    (["--seed", "-3"], "seed must be an integer"),
-    (["--calls", "0"], "--calls must be an integer >= 1"),
+    (["--p", "1.5"], "argument --p: must be a number in [0, 1); got 1.5"),
+    (["--eps", "0"], "argument --eps: must be a number in (0, inf); got 0"),
+    (["--seed", "-3"], "argument --seed: must be an integer in [0, 2**63); got -3"),
+    (["--calls", "0"], "argument --calls: must be an integer in [1, inf); got 0"),
 ])
 def test_cli_bad_input_names_the_argument(capsys, argv, message):
-    assert main(["diagnose", *argv]) == 2
+    with pytest.raises(SystemExit) as stopped:  # argparse refuses it, before any work, with exit code 2
+        main(["diagnose", *argv])
+    assert stopped.value.code == 2
     assert message in capsys.readouterr().err

@@ -267,19 +267,10 @@ def evaluate(state: State, steps=STEPS) -> Evidence:
                     errors, at_eps, diagnosis, why)
 
 
-def draw(evidence: Evidence):
-    """The four panels of one state; returns the figure (the caller shows or closes it)."""
-    s, result = evidence.state, evidence.run.result
-    fig, axes = plt.subplots(2, 2, figsize=(12.0, 8.0), layout="constrained",
-                             gridspec_kw={"height_ratios": [1.0, 1.0]})
-    (ax_masks, ax_step), (ax_tol, ax_diag) = axes
-
-    plot_mask_agreement(ax_masks, evidence.masks, evidence.reference, legend=False,
-                        title=f"Mask agreement\n{evidence.matching_calls} of {s.n_calls} forward calls "
-                              "use the backward's mask")
-    _legend_below(ax_masks, [(DROPPED_COLOR, "dropped, agrees"), (PASS_COLOR, "kept, agrees"),
-                             (FAIL_COLOR, "differs")])
-
+def _draw_step_panel(ax_step, evidence: Evidence) -> None:
+    """The worst relative error against the step, or a note when it is exactly 0 at every step."""
+    s = evidence.state
+    result = evidence.run.result
     styles = {k: "-" if k == s.divide_by else "--" for k in evidence.errors}
     curves = {f"divide by {k} step": v for k, v in evidence.errors.items()}
     drawn = any(np.any(np.asarray(v) > 0) for v in curves.values())
@@ -296,6 +287,22 @@ def draw(evidence: Evidence):
     ax_step.set_title(f"Worst relative error vs step, {s.dtype}\n"
                       + (f"solid: divide_by={s.divide_by}; the check fails in the shaded band" if drawn
                          else "no step gives an error above 0"))
+
+
+def draw(evidence: Evidence):
+    """The four panels of one state; returns the figure (the caller shows or closes it)."""
+    s, result = evidence.state, evidence.run.result
+    fig, axes = plt.subplots(2, 2, figsize=(12.0, 8.0), layout="constrained",
+                             gridspec_kw={"height_ratios": [1.0, 1.0]})
+    (ax_masks, ax_step), (ax_tol, ax_diag) = axes
+
+    plot_mask_agreement(ax_masks, evidence.masks, evidence.reference, legend=False,
+                        title=f"Mask agreement\n{evidence.matching_calls} of {s.n_calls} forward calls "
+                              "use the backward's mask")
+    _legend_below(ax_masks, [(DROPPED_COLOR, "dropped, agrees"), (PASS_COLOR, "kept, agrees"),
+                             (FAIL_COLOR, "differs")])
+
+    _draw_step_panel(ax_step, evidence)
 
     plot_error_against_tolerance(ax_tol, result)
     side = ax_tol.get_legend()  # move the helper's legend below the panel
