@@ -112,8 +112,13 @@ def test_a_larger_step_passes_and_the_reproduction_says_so(tmp_path):
 
 def test_float16_limits_are_not_blamed_on_the_fix(tmp_path):
     floor = float(np.finfo(np.float16).eps / 2) ** (2 / 3)
-    assert floor > 1e-3  # a central difference in float16 cannot meet rtol = 1e-3
-    assert _run(tmp_path, "10", "-p", "dtype", "float16")["10"].startswith("INCONCLUSIVE")
+    assert floor > 1e-3  # a central difference in float16 cannot meet rtol = 1e-3 by its slope alone
+    verdict = _run(tmp_path, "10", "-p", "dtype", "float16")["10"]
+    # The checker's noise term allows the outputs' rounding, so the complete fix may pass in float16;
+    # where a check still fails there, the verdict says float16 cannot decide. Never that the fix fails.
+    assert verdict.split(" - ")[0] in ("CONFIRMED", "INCONCLUSIVE")
+    if verdict.startswith("CONFIRMED"):
+        assert "complete fix" in verdict
 
 
 def test_the_chain_rule_notebook_runs_with_one_element(tmp_path):
