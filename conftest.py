@@ -9,6 +9,10 @@ import pytest
 # backend (MPLBACKEND=Agg, common on CI machines) would make kernels drop them.
 os.environ.pop("MPLBACKEND", None)
 
+# Every exercise check a notebook runs here also tries wrong answers against itself
+# (lib/workbook/exercise_audit.py); the kernels nbval starts inherit this.
+os.environ["WORKBOOK_EXERCISE_AUDIT"] = "1"
+
 _NBVAL = importlib.util.find_spec("nbval") is not None
 _XDIST = importlib.util.find_spec("xdist") is not None
 

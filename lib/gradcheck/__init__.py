@@ -38,7 +38,8 @@ backward that writes into x or grad_output fails the check.
 The modules: `steps` (where to evaluate), `differences` (the one central-difference
 loop) over `sweep` (its forward calls, gathered in blocks, optionally batched) and
 `returns` (what forward and backward may return), `arithmetic` (the noise term),
-`kinks` (the smaller steps),
+`kinks` (the smaller steps), `jacobian` (the notebooks' numerical Jacobian and
+relative error),
 `result` (GradCheckResult and its report),
 `dense` (the dense mode, every element differenced) and `check` (check_gradient:
 checks its arguments and picks a mode). Fast mode is `fast` (check_gradient_fast,
@@ -52,6 +53,7 @@ perturbs a private copy and restores each element in a `finally` block.
 
 from lib.gradcheck.check import check_gradient
 from lib.gradcheck.differences import _call_forward, _validated_inputs, numerical_gradient
+from lib.gradcheck.jacobian import numerical_jacobian, relative_error
 from lib.gradcheck.result import (
     MAX_REPORTED_ELEMENTS,
     PASS_RULES,
@@ -68,5 +70,6 @@ from lib.gradcheck.steps import _realised_points, default_step
 __all__ = [
     "MAX_REPORTED_ELEMENTS", "PASS_RULES", "GradCheckResult", "GradientCheckError", "_call_forward",
     "_realised_points", "_validated_inputs", "build_result", "check_gradient", "default_step",
-    "diagnosis_hint", "format_element_table", "numerical_gradient", "tolerance_for", "tolerance_line",
+    "diagnosis_hint", "format_element_table", "numerical_gradient", "numerical_jacobian",
+    "relative_error", "tolerance_for", "tolerance_line",
 ]

@@ -3,24 +3,46 @@
 An exercise gives the learner a variable to fill in (`answer_2 = None`), and a
 check cell right below it calls `check_answer`. Until the learner writes an
 answer the cell says so and passes, so a headless run of the untouched
-notebook stays green; a wrong answer raises an AssertionError that says how it
-is wrong and repeats the hint; a right one prints one line. The expected value
-is always computed by the notebook's own cells (never typed in), so changing a
-parameter changes what counts as right.
+notebook stays green. A wrong answer stops the cell with one paragraph (no
+traceback) that says how it is wrong without giving the answer away: a
+direction and a band ("too large by 1 % to 10 %", "of the wrong sign"), never
+the expected value or the offset to it. The hint stays hidden until the
+learner asks (`show_hint("Exercise 2")`) or answers wrong a second time. A
+right answer prints one line.
+
+The expected value is always computed by the notebook's own cells (never typed
+in), so changing a parameter changes what counts as right.
 
     answer_1 = None  # your answer: the slope at index 0
-    check_answer("Exercise 1", answer_1, expected=slope[0], hint="divide the rise by 2*eps")
+    check_answer("Exercise 1", answer_1, expected=slope[0], hint="divide the rise by the step")
 
 The notebook's Solutions section computes a worked answer and runs the same
 check on it, which proves on every run that the check accepts a right answer.
+With `WORKBOOK_EXERCISE_AUDIT=1` in the environment (the test suite sets it),
+every check that accepts a right answer also tries wrong ones against itself
+(`lib.workbook.exercise_audit`).
 """
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable
 
-import numpy as np
+from lib.workbook.answers import what_is_wrong
+
+#: Printed while an answer is still `None` (or `...`).
+NO_ANSWER = "{name}: no answer yet. Put yours where the exercise says and rerun this cell."
+
+#: Printed lines are wrapped to this width, so they fit a notebook column.
+WIDTH = 100
+
+#: Set to "1" to make every accepted answer also audit its check (see the module docstring).
+AUDIT_VARIABLE = "WORKBOOK_EXERCISE_AUDIT"
+
+# Per kernel: each exercise's hint, and how many wrong answers it has had.
+_hints: dict[str, str] = {}
+_wrong_tries: dict[str, int] = {}
 
 
 class Right:
@@ -40,44 +62,58 @@ class Right:
         pass
 
 
-#: Printed while an answer is still `None` (or `...`).
-NO_ANSWER = "{name}: no answer yet. Put yours where the exercise says and rerun this cell."
+class WrongAnswer(AssertionError):
+    """A wrong answer. In a notebook it shows as its message alone: IPython renders
+    `_render_traceback_` instead of a traceback into this file."""
 
-#: Printed lines are wrapped to this width, so they fit a notebook column.
-WIDTH = 100
+    def _render_traceback_(self) -> list[str]:
+        return textwrap.wrap(str(self), WIDTH) or [""]
+
+
+def show_hint(name: str) -> None:
+    """Print the hint of exercise `name` (its check cell must have run once)."""
+    if name not in _hints:
+        print(f"{name}: no hint known yet; run its check cell first.")
+    else:
+        print(textwrap.fill(f"{name}, hint: {_hints[name]}", WIDTH, subsequent_indent="  "))
 
 
 def check_answer(name: str, answer, expected, *, rtol: float = 1e-6, atol: float = 0.0,
-                 hint: str = "") -> Right | None:
+                 hint: str = "", unordered: bool = False) -> Right | None:
     """Compare a learner's answer with the value the notebook computed.
 
     Args:
         name: what the messages call the exercise, e.g. "Exercise 3".
         answer: the learner's answer; None or Ellipsis means "not answered yet".
-            Numbers and arrays are compared with `np.allclose(answer, expected,
-            rtol, atol)` after broadcasting to the expected shape; bools and
+            Numbers and arrays match when |answer - expected| <= atol + rtol * |expected|
+            element by element, after broadcasting to the expected shape; bools and
             strings must be equal (strings ignoring case and surrounding space).
         expected: the right answer, computed by the notebook.
-        rtol, atol: tolerances for numbers (non-negative).
-        hint: one sentence that helps without giving the answer away.
+        rtol, atol: tolerances for numbers (non-negative). Keep them no finer than the
+            precision the notebook prints, so a learner who types a printed value passes.
+        hint: one sentence that helps without giving the answer away; shown only on
+            request or after the second wrong answer.
+        unordered: the answer is a set of indices: any order, any container.
     Returns:
         None when there is no answer yet, a true `Right()` when the answer is right
         (it shows nothing as a cell's last value, so `assert check_answer(...)` and a
         bare call both read well).
     Raises:
-        AssertionError: the answer is wrong; the message says how and repeats the hint.
+        WrongAnswer: the answer is wrong; the message says how.
         ValueError: `rtol` or `atol` is negative.
     """
     if rtol < 0 or atol < 0:
         raise ValueError(f"rtol and atol must be >= 0; got rtol={rtol!r}, atol={atol!r}")
+    if hint:
+        _hints[name] = hint
     if answer is None or answer is Ellipsis:
-        print(NO_ANSWER.format(name=name))
-        if hint:
-            print(textwrap.fill(f"Hint: {hint}", WIDTH, initial_indent="  ", subsequent_indent="  "))
-        return None
-    problem = _what_is_wrong(answer, expected, rtol, atol)
+        return _not_yet(name)
+    problem = what_is_wrong(answer, expected, rtol, atol, unordered=unordered)
     if problem:
-        raise AssertionError(f"{name}: {problem}" + (f" Hint: {hint}" if hint else ""))
+        _wrong(name, problem)
+    if os.environ.get(AUDIT_VARIABLE) == "1":
+        from lib.workbook.exercise_audit import audit_answer_check
+        audit_answer_check(name, expected, rtol=rtol, atol=atol, unordered=unordered)
     print(f"{name}: right.")
     return Right()
 
@@ -95,48 +131,37 @@ def check_function(name: str, function: Callable | None, reference: Callable, in
     Returns:
         None when there is no function yet, `Right()` when it agrees on every input.
     Raises:
-        AssertionError: the first input on which the two disagree, and how.
+        WrongAnswer: the first input on which the two disagree, and how.
     """
+    if hint:
+        _hints[name] = hint
     if function is None or function is Ellipsis:
-        return check_answer(name, None, None, hint=hint)
+        return _not_yet(name)
     for number, args in enumerate(inputs, start=1):
-        problem = _what_is_wrong(function(*args), reference(*args), rtol, atol)
+        problem = what_is_wrong(function(*args), reference(*args), rtol, atol)
         if problem:
-            raise AssertionError(f"{name}: on test input {number} of {len(inputs)}, {problem}"
-                                 + (f" Hint: {hint}" if hint else ""))
+            _wrong(name, f"on test input {number} of {len(inputs)}, {problem}")
+    if os.environ.get(AUDIT_VARIABLE) == "1":
+        from lib.workbook.exercise_audit import audit_function_check
+        audit_function_check(name, reference, inputs, rtol=rtol, atol=atol)
     print(f"{name}: right on all {len(inputs)} test inputs.")
     return Right()
 
 
-def _what_is_wrong(answer, expected, rtol: float, atol: float) -> str:
-    """'' when `answer` matches `expected`, else one sentence saying how it does not."""
-    if isinstance(expected, str):
-        if not isinstance(answer, str):
-            return f"expected a string, got {type(answer).__name__}."
-        return "" if answer.strip().lower() == expected.strip().lower() else f"{answer!r} is not it."
-    if isinstance(expected, (bool, np.bool_)):
-        if not isinstance(answer, (bool, np.bool_)):
-            return f"expected True or False, got {answer!r}."
-        return "" if bool(answer) == bool(expected) else f"{answer} is not it."
-    want = np.asarray(expected)
-    if np.asarray(answer).dtype.kind not in "biufc":
-        return f"expected a number or an array of numbers, got {type(answer).__name__}."
-    try:
-        got = np.broadcast_to(np.asarray(answer, dtype=want.dtype if want.dtype.kind in "fc" else None),
-                              want.shape)
-    except (TypeError, ValueError):
-        return f"expected something of shape {want.shape}, got {np.shape(answer)}."
-    close = np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
-    if close.all():
-        return ""
-    if want.ndim == 0:
-        return f"{answer!r} is off by {float(got - want):+.3g} ({_relative(got, want)} relative)."
-    wrong = np.flatnonzero(~close)
-    first = wrong[0]
-    return (f"{wrong.size} of {want.size} elements are off; the first is at flat index {first} "
-            f"({got.flat[first]!r}, off by {float(got.flat[first] - want.flat[first]):+.3g}).")
+def _not_yet(name: str) -> None:
+    print(NO_ANSWER.format(name=name))
+    if name in _hints:
+        print(f"  Stuck? show_hint({name!r}) prints a hint.")
+    return None
 
 
-def _relative(got, want) -> str:
-    scale = abs(float(want))
-    return f"{abs(float(got - want)) / scale:.2g}" if scale else "inf"
+def _wrong(name: str, problem: str) -> None:
+    """Raise the one-paragraph WrongAnswer; from the second wrong try on, with the hint."""
+    _wrong_tries[name] = _wrong_tries.get(name, 0) + 1
+    if name not in _hints:
+        tail = ""
+    elif _wrong_tries[name] == 1:
+        tail = f" Try again, or run show_hint({name!r})."
+    else:
+        tail = f" Hint: {_hints[name]}"
+    raise WrongAnswer(f"{name}: {problem}{tail}")
