@@ -145,24 +145,24 @@ def plot_error_against_tolerance(ax, result, *, title: str | None = None) -> int
     return int(failing.sum())
 
 
-def plot_jacobian(ax, jacobian, *, title: str = "Jacobian d out_i / d x_j") -> None:
-    """Show a (n_out, n_in) Jacobian as an image with a colour bar."""
+def plot_jacobian(ax, jacobian, *, title: str = "Jacobian d out_j / d x_i") -> None:
+    """Show a (n_out, n_in) Jacobian, J[j, i] = d out_j / d x_i, as an image with a colour bar."""
     jacobian = np.asarray(jacobian, dtype=float)
     limit = float(np.max(np.abs(jacobian))) or 1.0
     # A one-sided scale when nothing is negative, so the whole colour bar is used.
     low, cmap = (0.0, "Blues") if np.all(jacobian >= 0) else (-limit, "RdBu_r")
     image = ax.imshow(jacobian, cmap=cmap, vmin=low, vmax=limit, interpolation="nearest")
     ax.grid(False)
-    ax.set(xlabel="input index j", ylabel="output index i", title=title)
+    ax.set(xlabel="input index i", ylabel="output index j", title=title)
     if max(jacobian.shape) <= 20:
         ax.set_xticks(range(jacobian.shape[1]))
         ax.set_yticks(range(jacobian.shape[0]))
-        for (i, j), value in np.ndenumerate(jacobian):
+        for (j, i), value in np.ndenumerate(jacobian):
             if value != 0:
                 # white on the saturated ends of the colour map, black in the pale middle
                 color = "white" if abs(value) > 0.6 * limit else "black"
-                ax.text(j, i, f"{value:.3g}", ha="center", va="center", fontsize=7, color=color)
-    ax.figure.colorbar(image, ax=ax, label="d out_i / d x_j (dimensionless)")
+                ax.text(i, j, f"{value:.3g}", ha="center", va="center", fontsize=7, color=color)
+    ax.figure.colorbar(image, ax=ax, label="d out_j / d x_i (dimensionless)")
 
 
 def plot_outcome_grid(ax, outcome, row_labels: Sequence[str], col_labels: Sequence[str], *,
