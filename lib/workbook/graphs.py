@@ -96,5 +96,5 @@ def _draw_edge(ax, start: Node, end: Node, edge: Edge, radius: float) -> None:
         back_b = (a[0] - normal[0] * 0.1, a[1] - normal[1] * 0.1)
         ax.add_patch(FancyArrowPatch(back_a, back_b, arrowstyle="-|>", mutation_scale=8,
                                      color=BACKWARD_COLOR, linestyle=(0, (3, 2)), linewidth=0.8))
-        ax.text(mid[0] - normal[0] * 0.24, mid[1] - normal[1] * 0.24, edge.backward,
+        ax.text(mid[0] - normal[0] * 0.28, mid[1] - normal[1] * 0.28, edge.backward,
                 ha="center", va="center", fontsize=8, color=BACKWARD_COLOR)
