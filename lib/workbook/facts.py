@@ -28,8 +28,12 @@ FACTS = {
     "failure_index": "first index at which the failure-era check fails (None: it passes)",
     "failure_ratio": "error/tolerance of the failure-era check at failure_index (None: it passes)",
     "step_ratio": "realised step / nominal 2*eps at failure_index, in the run's dtype (None: it passes)",
-    "forward_deterministic": "the test's forward draws the same mask on every call",
-    "mask_matches": "the mask the backward multiplies by is the one the forward drew",
+    "forward_deterministic": ("the 2N forward calls of one failure-era check of the test (the "
+                              "replica's, lib.replica.replay_original_test: forward_masks) all draw "
+                              "the same mask"),
+    "mask_matches": ("the mask the backward multiplies by equals the mask of the test's own forward "
+                     "call, the one made before the check (replay_original_test: backward_mask "
+                     "against test_mask)"),
     "minimal_patch_passes": "the failure-era checker dividing by the realised step passes the test",
     "complete_fix_passes": "lib.check_gradient (default step, realised step) passes the test",
 }
