@@ -491,6 +491,49 @@ def test_step_that_collapses_with_realised_divide_is_refused():
         diagnose(forward, backward, x.astype(np.float32), g, eps=1e-12)
 
 
+def _multiples_said(evidence: str) -> list[float]:
+    """Every "<number> times" of the evidence that is a multiple of a budget."""
+    return [float(m) for m in re.findall(r"(\S+) times (?:\w+'s |the )finite-difference budget", evidence)]
+
+
+_H = np.float16
+_KEPT = np.array([1, 0, 1, 0, 1], dtype=_H)  # a fixed dropout mask at p = 0.3: kept values scaled by 1/0.7
+_SCALE = _H(1 / 0.7)
+
+_COLLAPSING = {
+    # x +- 1e-5 rounds to x itself in float16 (spacing 4.9e-4 at 0.5), the nominal 2*eps divides the
+    # zero difference: 0 against 1.43 where the mask keeps
+    "x": (lambda v: v * _KEPT * _SCALE, lambda g, v: g * _KEPT * _SCALE,
+          np.array([-0.5, 0.0, 0.2, 0.5, 1.0], dtype=_H), dict(eps=1e-5, divide_by="nominal"),
+          "collapsed at 3/3 failing elements: x + eps and x - eps are the same float16 number there"),
+    # x +- 1e-3 are two float16 numbers, but 1 + 0.1 x moves by less than half a unit of its own
+    "outputs": (lambda v: (_H(1) + _H(0.1) * v.astype(_H)).astype(_H), lambda g, v: (g * _H(0.1)).astype(v.dtype),
+                np.array([0.5, 0.75, 0.6], dtype=_H), dict(eps=1e-3),
+                "collapsed at 2/2 failing elements: forward returned the same outputs at x + eps and x - eps there"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(_COLLAPSING))
+def test_a_collapsed_step_is_said_plainly_not_as_a_multiple_of_the_budget(how):
+    forward, backward, x, settings, said = _COLLAPSING[how]
+    d = diagnose(forward, backward, x, np.ones_like(x), **settings)
+    assert not d.passed and d.codes == ["precision"], str(d)
+    evidence = d.primary.evidence
+    assert said in evidence, evidence
+    assert "the numerical gradient is 0 and says nothing about the backward" in evidence
+    assert _multiples_said(evidence) == [], evidence  # no "0 times the budget"
+
+
+def test_a_gradient_that_is_not_finite_is_not_a_multiple_of_the_budget():
+    # backward overflows float16 (300 * 300), float64 passes: no budget measures an infinite a
+    x = np.array([0.5, 0.25, -0.75], dtype=_H)
+    with np.errstate(over="ignore"):
+        d = diagnose(lambda v: v * v.dtype.type(300), lambda g, v: g * v.dtype.type(300), x, np.full(3, 300, _H))
+    assert d.codes == ["precision"], str(d)
+    assert "3 failing elements have a gradient that is not finite" in d.primary.evidence
+    assert all(np.isfinite(m) and m > 0 for m in _multiples_said(d.primary.evidence)), d.primary.evidence
+
+
 def test_catalogue_lookups_refuse_bad_names_and_dtypes():
     with pytest.raises(KeyError, match="no catalogue entry"):
         catalogue.by_name("nope")

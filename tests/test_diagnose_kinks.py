@@ -169,6 +169,42 @@ def test_relu_near_its_kink_costs_what_check_gradient_spends():
     assert d.forward_calls == 3 + 2 * x.size + 2 + 3 * step.k == 42
 
 
+def _counted(forward):
+    """forward, and a list whose length is the number of calls made of it."""
+    made = []
+
+    def counted(x):
+        made.append(1)
+        return forward(x)
+
+    return counted, made
+
+
+@pytest.mark.parametrize("keeps_float32", [False, True], ids=["computes-in-float64", "keeps-float32"])
+def test_a_near_tie_taken_to_float64_costs_what_check_gradient_spends(keeps_float32):
+    # A max-pool near-tie 1e-4 apart at 0.3 (docs/checking_at_kinks.md): float32's rounding bound leaves it
+    # undecided after a few halvings, and check_gradient halves it again from h0 / 2 in float64. Both the
+    # float32 halvings and the float64 ones are forward calls, and so is forward(x) in float64, asked for
+    # also when the forward turns out to keep float32 (the element then stays undecided).
+    forward, backward = _max_pool()
+    if keeps_float32:
+        forward = (lambda pool: lambda x: pool(x.astype(F32)))(forward)
+    x = np.array([0.3 + 1e-4, 0.3, 0.7, -0.2], dtype=F32)
+    g = np.ones(2, dtype=F32)
+    counted, made = _counted(forward)
+    checked = check_gradient(counted, backward, x, g, probes=0, raise_on_failure=False)
+    assert checked.forward_calls == len(made)
+    steps = checked.smaller_steps
+    if keeps_float32:
+        assert {(s.verdict, s.in_float64, s.halvings_before_float64) for s in steps} == {("rounding", False, 0)}
+    else:
+        assert checked.passed and all(s.in_float64 and s.halvings_before_float64 > 0 for s in steps)
+        assert all(s.halvings == s.k + s.halvings_before_float64 for s in steps)
+    d = diagnose(forward, backward, x, g)
+    assert d.result.smaller_steps == steps
+    assert d.result.forward_calls == len(made)
+
+
 @pytest.mark.parametrize("eps", [1e-6, 3e-6])
 def test_strict_is_the_plain_rule_and_a_rounding_failure_is_precision(eps):
     x = np.random.default_rng(1).uniform(-1.5, 1.5, 12).astype(F32)

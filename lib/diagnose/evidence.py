@@ -113,6 +113,8 @@ class Pass:
     `realised`: machine eps of x's dtype times the probe-weighted size of
     the outputs that changed, over the realised step (inf where x+eps and
     x-eps round to the same value).
+    still: (n,) bool, forward returned identical outputs at x+eps and x-eps
+    (no output moved), so the default step's slope there is exactly 0.
     slack: (k, n) check_gradient's noise term for `realised` (zero where the
     plain rule passes, and everywhere under the plain rule, strict=True).
     band: (k, n) the whole pass band of an element measured at smaller steps
@@ -141,6 +143,7 @@ class Pass:
     noise: np.ndarray
     half: np.ndarray
     width: np.ndarray
+    still: np.ndarray
     slope: np.ndarray | None
     cross: np.ndarray | None
     homogeneous: np.ndarray
@@ -192,7 +195,7 @@ def probe_arrays(grad_output: np.ndarray, randoms: np.ndarray, dtype: np.dtype) 
 
 def _column(y_plus: np.ndarray, y_minus: np.ndarray, i: int, weights: np.ndarray, elementwise: bool):
     """What one pair of forward calls measured: (projected (k,), noise sums (k,), checker's sums (k,),
-    slope, cross).
+    slope, cross, whether no output moved).
 
     Only the outputs where the two calls differ are differenced (a comparison
     in their own dtype finds them exactly; the others cancel exactly and count
@@ -212,12 +215,13 @@ def _column(y_plus: np.ndarray, y_minus: np.ndarray, i: int, weights: np.ndarray
         own = moved == i
         slope = float(d[own][0]) if own.any() else 0.0
         cross = float(np.max(np.abs(d[~own]), initial=0.0))
-    return projected, np.abs(weights[:, counted]) @ size, checker_sums, slope, cross
+    return projected, np.abs(weights[:, counted]) @ size, checker_sums, slope, cross, moved.size == 0
 
 
 def _differences(session: Session, x: np.ndarray, weights: np.ndarray, plus, minus, strict: bool):
-    """(projected, noise sums, checker's sums, slope, cross, output dtype) for every element, before division
-    by the step; the output dtype is the one forward returns in this pass (its rounding is the checker's unit)."""
+    """(projected, noise sums, checker's sums, slope, cross, still, output dtype) for every element, before
+    division by the step; still: no output moved; the output dtype is the one forward returns in this pass
+    (its rounding is the checker's unit)."""
     work = np.array(x, copy=True, order="C")
     forward = session.forward_fn
     if ("forward", "x") in session.mutations:
@@ -229,6 +233,7 @@ def _differences(session: Session, x: np.ndarray, weights: np.ndarray, plus, min
     shape = session.out_shape if session.out_shape is not None else (weights.shape[1],)
     projected, sums, checker_sums = np.empty((3, weights.shape[0], x.size))
     slope, cross = np.full((2, x.size), np.nan)
+    still = np.zeros(x.size, dtype=bool)
     out_dtype = session.out_dtype
     try:
         pairs = sweep.pairs(forward, work, np.arange(x.size), plus, minus, shape, session.out_dtype)
@@ -236,15 +241,15 @@ def _differences(session: Session, x: np.ndarray, weights: np.ndarray, plus, min
             session.forward_calls += 2
             out_dtype = y_minus.dtype
             session.nonzero_seen = session.nonzero_seen or bool(y_plus.any() or y_minus.any())
-            (projected[:, i], sums[:, i], checker_sums[:, i], slope[i],
-             cross[i]) = _column(y_plus, y_minus, i, weights, elementwise)
+            (projected[:, i], sums[:, i], checker_sums[:, i], slope[i], cross[i],
+             still[i]) = _column(y_plus, y_minus, i, weights, elementwise)
     except Exception as error:
         if strict:
             raise
         ours = isinstance(error, ValueError) and str(error).startswith("forward")  # a check of sweep's or ours
         raise Unavailable(str(error) if ours else f"forward raised {type(error).__name__}: {error}") from error
     session.record("forward", "x", x, work)
-    return projected, sums, checker_sums, slope, cross, out_dtype
+    return projected, sums, checker_sums, slope, cross, still, out_dtype
 
 
 def run_pass(session: Session, label: str, x: np.ndarray, probes: list[np.ndarray], half: np.ndarray,
@@ -265,8 +270,8 @@ def run_pass(session: Session, label: str, x: np.ndarray, probes: list[np.ndarra
     weights = np.stack([np.asarray(p, dtype=np.float64).reshape(-1) for p in probes])  # (k, m)
     flat_half = half.reshape(-1)
     plus, minus, width = _realised_points(x, flat_half, zero_width_ok=divide_by == "nominal")
-    projected, sums, checker_sums, slope, cross, out_dtype = _differences(session, x, weights, plus, minus,
-                                                                          strict)
+    projected, sums, checker_sums, slope, cross, still, out_dtype = _differences(session, x, weights, plus,
+                                                                                 minus, strict)
     with np.errstate(divide="ignore", invalid="ignore"):  # a zero width (nominal division only) gives inf/NaN
         realised = np.where(width != 0.0, projected / width, np.nan)
         noise = np.where(width != 0.0, float(np.finfo(x.dtype).eps) * sums / width, np.inf)
@@ -283,7 +288,7 @@ def run_pass(session: Session, label: str, x: np.ndarray, probes: list[np.ndarra
     # -2 r1 is exact in any binary float dtype, so a linear backward meets it bit for bit.
     homogeneous = session.backward(np.asarray(probes[1] * probes[1].dtype.type(-2)), x, strict).reshape(-1)
     repeat = session.backward(probes[1], x, strict).reshape(-1)
-    return Pass(label, x.dtype, weights, analytical, numerical, realised, noise, flat_half.copy(), width,
+    return Pass(label, x.dtype, weights, analytical, numerical, realised, noise, flat_half.copy(), width, still,
                 slope if elementwise else None, cross if elementwise else None, homogeneous, repeat, x,
                 rtol, atol, judged.slack, judged.band, default, judged.records, judged.row_calls, divide_by, plain)
 

@@ -28,6 +28,22 @@ _BUDGET_MULTIPLE = 10.0
 _FLOAT64_BUDGET = 1e-6
 
 
+def collapsed(pass_: Pass) -> tuple[np.ndarray, np.ndarray]:
+    """(k, n) bool twice: where the pass's step collapsed, so that its numerical gradient is 0 whatever
+    the forward's slope.
+
+    First: x+eps and x-eps are stored as the same value (a zero width). Second, of
+    the rest: forward returned identical outputs at the two points and the
+    numerical value is exactly 0 (the step moves no output by a unit of its
+    dtype). Neither measures anything, so no finite-difference budget applies
+    there: a multiple of one would be 0 or a number with no meaning.
+    """
+    same_x = np.broadcast_to(pass_.width == 0.0, pass_.numerical.shape)
+    # numerical == 0: a smaller-step measurement put in place of the default step's is not collapsed
+    same_y = ~same_x & pass_.still & (pass_.numerical == 0.0)
+    return same_x, same_y
+
+
 def budget_excess(pass_: Pass) -> tuple[float, int, int]:
     """How many times its finite-difference budget the pass's worst failing element misses by.
 
@@ -37,9 +53,10 @@ def budget_excess(pass_: Pass) -> tuple[float, int, int]:
     error, taken as (eps / max(1, |x|))^2 relative (a function that bends on
     the scale of x itself), and a few units of the dtype for the backward's
     own rounding. Returns (multiple, probe, flat index) of the worst failing
-    element; multiple 0 when no element fails. An element whose step collapsed
-    (x+eps and x-eps stored as the same value) has no limit: nothing at all
-    can be measured there.
+    element; multiple 0 when no element fails. An element whose step
+    collapsed (`collapsed`) has no limit: nothing at all can be measured
+    there, so it counts 0, as does an infinite budget (an infinite a); a NaN
+    counts inf. `budget_said` words a multiple of 0 or inf as what it is.
     """
     a, n = pass_.analytical, pass_.numerical
     failing = pass_.ratios() > 1.0
@@ -55,9 +72,45 @@ def budget_excess(pass_: Pass) -> tuple[float, int, int]:
     with np.errstate(divide="ignore", invalid="ignore"):
         multiple = np.where(np.isinf(budget), 0.0, error / budget)
     multiple[np.isnan(multiple)] = np.inf  # non-finite gradients: no budget covers them
+    # identical outputs measure nothing either (a zero width has an infinite noise, so 0 above)
+    multiple[collapsed(pass_)[1]] = 0.0
     multiple[~failing] = 0.0
     k, i = np.unravel_index(int(np.argmax(multiple)), multiple.shape)
     return float(multiple[k, i]), int(k), int(i)
+
+
+def budget_said(pass_: Pass, multiple: float) -> str:
+    """The clause a precision finding gives `budget_excess`'s multiple: the multiple only when it is finite
+    and above 0; the failing elements whose step collapsed, or whose value is not finite, said as such
+    (a multiple of 0 or inf would say nothing true)."""
+    said = ""
+    if np.isfinite(multiple) and multiple > 0.0:
+        said = (f"; the mismatch is {multiple:.2g} times {pass_.dtype}'s finite-difference budget at this step "
+                "(rounding of the outputs plus a smooth function's truncation)")
+    collapse = _collapse_said(pass_)
+    if not (said or collapse):
+        with np.errstate(invalid="ignore"):
+            unmeasured = (pass_.ratios() > 1.0) & ~(np.isfinite(pass_.analytical) & np.isfinite(pass_.numerical))
+        if unmeasured.any():
+            collapse = (f"; {int(unmeasured.any(axis=0).sum())} failing elements have a gradient that is not "
+                        "finite, which no finite-difference budget covers")
+    return said + collapse
+
+
+def _collapse_said(pass_: Pass) -> str:
+    """"; the step collapsed at m/f failing elements: ..." (`collapsed`), or "" when none did."""
+    failing = pass_.ratios() > 1.0
+    same_x, same_y = (np.any(failing & where, axis=0) for where in collapsed(pass_))
+    said_x = f"x + eps and x - eps are the same {pass_.dtype} number"
+    said_y = "forward returned the same outputs at x + eps and x - eps"
+    if not (same_x.any() or same_y.any()):
+        return ""
+    if same_x.any() and same_y.any():
+        how = f"{said_x} at {int(same_x.sum())}, and {said_y} at {int(same_y.sum())}"
+    else:
+        how = f"{said_x if same_x.any() else said_y} there"
+    return (f"; the step collapsed at {int(same_x.sum() + same_y.sum())}/{int(failing.any(axis=0).sum())} "
+            f"failing elements: {how}, so the numerical gradient is 0 and says nothing about the backward")
 
 
 def float64_within_budget(pass_: Pass) -> tuple[bool, float]:
@@ -72,11 +125,9 @@ def float64_within_budget(pass_: Pass) -> tuple[bool, float]:
 
 
 def precision_finding(first: Pass, resolved_by: str, resolving: Pass | None, worst_rel: float,
-                       eps, multiple: float = np.nan) -> Finding:
+                       eps, budget: str = "") -> Finding:
+    """The precision finding for how the failure was resolved; budget: `budget_said`'s clause, if any."""
     before = first.trial().user
-    budget = ("" if np.isnan(multiple) else
-              f"; the mismatch is {multiple:.2g} times {first.dtype}'s finite-difference budget at this step "
-              "(rounding of the outputs plus a smooth function's truncation)")
     if resolved_by == "realised":
         i = int(np.argmax(first.ratios()[0]))
         two_h = 2.0 * first.half[i]
@@ -143,14 +194,13 @@ def resolved_elsewhere(session: Session, first: Pass, failed: list[Pass], resolv
     """
     (multiple, k, i), worst = max(((budget_excess(p), p) for p in failed), key=lambda e: e[0][0])
     if multiple <= _BUDGET_MULTIPLE:
-        return [precision_finding(first, resolved_by, resolving, np.nan, eps, multiple)], False
+        return [precision_finding(first, resolved_by, resolving, np.nan, eps, budget_said(worst, multiple))], False
     before = worst.trial().user
     after = resolving.trial().user
     other = ("in float64 (x upcast, default step)" if resolved_by == "float64"
              else "at the default step")
     head = (f"max error/tolerance {before:.3g} in {worst.dtype} at eps = {worst.half[i]:.3g} is "
-            f"{multiple:.3g} times the finite-difference budget there (rounding of the outputs over the "
-            f"step, plus a smooth function's truncation), so it is not rounding, although the check {other} "
+            f"{_beyond(worst, multiple, k, i)}, so it is not rounding, although the check {other} "
             f"passes (max error/tolerance {after:.3g})")
     jump = locate_jump(session, worst, (k, i)) if probe else None
     if jump is not None:
@@ -175,6 +225,15 @@ def resolved_elsewhere(session: Session, first: Pass, failed: list[Pass], resolv
         f"{rule}check with a step below the scale on which the forward bends (in float64, as the check that "
         "passed), or at points farther than eps from kinks; do not loosen rtol, which would hide real errors",
     )], True
+
+
+def _beyond(pass_: Pass, multiple: float, k: int, i: int) -> str:
+    """How far beyond its budget element i of probe k is: a multiple when finite, else why none applies."""
+    if np.isfinite(multiple):
+        return (f"{multiple:.3g} times the finite-difference budget there (rounding of the outputs over the "
+                "step, plus a smooth function's truncation)")
+    return (f"beyond any finite-difference budget (a = {pass_.analytical[k, i]:.6g}, n = "
+            f"{pass_.numerical[k, i]:.6g} at flat index {i}: a value that is not finite)")
 
 
 def _smaller_said(pass_: Pass, k: int, i: int) -> str:

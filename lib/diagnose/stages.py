@@ -113,7 +113,17 @@ def judge(session, x: np.ndarray, found: Differences, weights: np.ndarray, analy
         return judged
     if measured is None:
         return judged
-    records = measured.records[0]
-    # three calls per halving, and forward(x) in float64 once when the steps were measured in float64
-    row_calls += 3 * sum(record.k for record in records) + any(record.in_float64 for record in records)
+    row_calls += _smaller_step_calls(measured.records[0], x.dtype)
     return Judged(slack, measured.numerical, measured.band, measured.records, row_calls)
+
+
+def _smaller_step_calls(records, dtype) -> int:
+    """The forward calls check_gradient(probes=0) spends on row 0's smaller steps, from their records.
+
+    Three per halving, those in x's dtype that an element redone in float64 took first included
+    (its k counts only the float64 ones). forward(x) in float64 is one call per check, made as soon
+    as rounding leaves an element undecided in float16/float32, also when forward turns out to keep
+    its own dtype (the element then stays "rounding", measured in x's dtype).
+    """
+    asked = any(r.in_float64 or (r.verdict == "rounding" and dtype != np.float64) for r in records)
+    return 3 * sum(r.halvings for r in records) + asked

@@ -309,18 +309,19 @@ def smaller_steps(forward, x: np.ndarray, columns, grads: np.ndarray, analytical
         decided, spent, repeated = _halve(forward, work, i, float(h0[c]), y0, grads[rows], magnitudes[rows], u,
                                           analytical[rows, c], central[rows, c], noise[rows, c], **settings)
         calls += spent
-        # each row's (verdict, step, its row in that step's arrays, measured in float64)
-        found = [(verdict, step, j, False) for j, (verdict, step) in enumerate(decided)]
+        # each row's (verdict, step, its row in that step's arrays, measured in float64, halvings in x's
+        # dtype before float64: the record keeps them, as they cost calls the deciding step's k omits)
+        found = [(verdict, step, j, False, 0) for j, (verdict, step) in enumerate(decided)]
         again = np.flatnonzero([verdict == "rounding" for verdict, _ in decided]) if repeated else []
         if len(again):
             picked = rows[again]
             spent, repeated = _in_float64(forward, reference, i, float(h0[c]), grads[picked], analytical[picked, c],
                                           central[picked, c], noise[picked, c], found, again, settings)
             calls += spent
-        for r, (verdict, step, j, in_float64) in zip(rows.tolist(), found, strict=True):
+        for r, (verdict, step, j, in_float64, before) in zip(rows.tolist(), found, strict=True):
             a = float(analytical[r, c])
             numerical[r, c], noise_out[r, c], band[r, c], width[r, c] = _reported(a, verdict, step, j, **settings)
-            records[r].append(_record(i, verdict, step, j, float(h0[c]), in_float64))
+            records[r].append(_record(i, verdict, step, j, float(h0[c]), in_float64, before))
         if not repeated:
             break  # no later element may pass on a forward that does not repeat itself
     return Remeasured(columns, numerical, noise_out, band, width, tuple(tuple(r) for r in records), calls)
@@ -329,7 +330,8 @@ def smaller_steps(forward, x: np.ndarray, columns, grads: np.ndarray, analytical
 def _in_float64(forward, reference: Reference, i: int, h0: float, grads, a, central, noise, found: list,
                 again: np.ndarray, settings: dict) -> tuple[int, bool]:
     """Halve again in float64 the rows that rounding left undecided in x's dtype; their
-    (verdict, step, row in the step's arrays, True) go into `found` in place. Returns (forward calls,
+    (verdict, step, row in the step's arrays, True, the halvings in x's dtype that ended in
+    "rounding") go into `found` in place. Returns (forward calls,
     whether forward(x) repeated itself); forward(x) in float64 is the Reference's call, counted in
     its `calls`.
 
@@ -347,15 +349,17 @@ def _in_float64(forward, reference: Reference, i: int, h0: float, grads, a, cent
     decided, spent, repeated = _halve(forward, work, i, h0, y0_64.reshape(reference.out_shape), grads,
                                       np.abs(grads), unit_roundoff(np.float64), a, central, noise, **settings)
     for position, (j, (verdict, step)) in enumerate(zip(np.asarray(again).tolist(), decided, strict=True)):
-        found[j] = (verdict, step, position, True)
+        found[j] = (verdict, step, position, True, found[j][1].k)  # a "rounding" verdict always has its step
     return spent, repeated
 
 
-def _record(index: int, verdict: str, step: _Step | None, j: int, h0: float, in_float64: bool) -> SmallerStep:
+def _record(index: int, verdict: str, step: _Step | None, j: int, h0: float, in_float64: bool,
+            before: int) -> SmallerStep:
+    """Row j's SmallerStep; before: the halvings in x's dtype preceding the float64 ones (0 if none)."""
     if step is None:  # not even the first halving could be measured
-        return SmallerStep(index, 0, h0, np.nan, verdict, np.nan, np.nan, np.nan, in_float64)
+        return SmallerStep(index, 0, h0, np.nan, verdict, np.nan, np.nan, np.nan, in_float64, before)
     return SmallerStep(index, step.k, step.h, step.width, verdict, float(step.central[j]), float(step.minus[j]),
-                       float(step.plus[j]), in_float64)
+                       float(step.plus[j]), in_float64, before)
 
 
 def remeasure_failing(forward, x: np.ndarray, columns, found: Differences, grads: np.ndarray,

@@ -26,6 +26,9 @@ class SmallerStep:
         central: the central slope n_k; slope_minus, slope_plus: the one-sided slopes s-, s+.
         in_float64: measured with x given to forward as float64 (forward computes in float64),
             so the outputs' rounding is float64's; otherwise in x's dtype.
+        halvings_before_float64: when in_float64, the halvings first measured in x's dtype
+            (float16/float32), which rounding left undecided, before the float64 ones from h0 / 2
+            (k counts only those); 0 otherwise. Kept because each halving cost forward calls.
     """
 
     index: int
@@ -37,10 +40,16 @@ class SmallerStep:
     slope_minus: float
     slope_plus: float
     in_float64: bool = False
+    halvings_before_float64: int = 0
 
     @property
     def passed(self) -> bool:
         return self.verdict in ("converged", "subgradient")
+
+    @property
+    def halvings(self) -> int:
+        """Every halving measured for this element, in x's dtype and in float64: 3 forward calls each."""
+        return self.k + self.halvings_before_float64
 
 
 @dataclass(frozen=True)

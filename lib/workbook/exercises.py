@@ -30,6 +30,7 @@ import textwrap
 from collections.abc import Callable
 
 from lib.workbook.answers import what_is_wrong
+from lib.workbook.exercise_audit import audit_answer_check, audit_function_check
 
 #: Printed while an answer is still `None` (or `...`).
 NO_ANSWER = "{name}: no answer yet. Put yours where the exercise says and rerun this cell."
@@ -112,7 +113,6 @@ def check_answer(name: str, answer, expected, *, rtol: float = 1e-6, atol: float
     if problem:
         _wrong(name, problem)
     if os.environ.get(AUDIT_VARIABLE) == "1":
-        from lib.workbook.exercise_audit import audit_answer_check
         audit_answer_check(name, expected, rtol=rtol, atol=atol, unordered=unordered)
     print(f"{name}: right.")
     return Right()
@@ -142,7 +142,6 @@ def check_function(name: str, function: Callable | None, reference: Callable, in
         if problem:
             _wrong(name, f"on test input {number} of {len(inputs)}, {problem}")
     if os.environ.get(AUDIT_VARIABLE) == "1":
-        from lib.workbook.exercise_audit import audit_function_check
         audit_function_check(name, reference, inputs, rtol=rtol, atol=atol)
     print(f"{name}: right on all {len(inputs)} test inputs.")
     return Right()
