@@ -155,7 +155,7 @@ def test_the_chain_rule_notebook_runs_without_dropout_and_its_worked_answers_pas
 
 
 def test_a_fix_is_not_confirmed_by_a_test_that_passes_without_it(tmp_path):
-    # Notebook 10's Exercise 1: with eps = 1e-3 the original checker passes, so nothing is left to fix.
+    # With eps = 1e-3 the original checker passes, so notebook 10 has nothing left to fix.
     assert replay_original_test(eps=1e-3).passed
     verdict = _run(tmp_path, "10", "-p", "eps", "1e-3")["10"]
     assert verdict.startswith("INCONCLUSIVE - the unfixed original test already passes")
