@@ -116,6 +116,17 @@ def test_every_exercise_can_be_checked(path):
     assert answered == asked, f"checked {asked}, worked answers for {answered}"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_stored_outputs_show_no_hint_before_an_attempt(path):
+    """A stored notebook is untouched by a learner: its exercise checks show no hint and no
+    wrong-answer message (hints wait for show_hint() or a second wrong try)."""
+    notebook = nbformat.read(str(path), as_version=4)
+    shown = [(number, output.get("text", "")) for number, cell in enumerate(notebook.cells)
+             if cell.cell_type == "code" for output in cell.outputs if output.get("output_type") == "stream"]
+    leaks = [number for number, text in shown if re.search(r"^\s*Hint:|, hint: ", text, re.MULTILINE)]
+    assert leaks == [], f"a hint is shown in the stored output of cell(s) {leaks}"
+
+
 def _cited_files() -> list[tuple[str, str]]:
     """(where, cited path) for every repository file a document, notebook, module or test names: the
     markdown links of documents and notebooks, and anywhere the bare names of the project's own

@@ -45,3 +45,25 @@ def test_readme_figures_exist_and_match_the_stored_notebooks(line):
 def test_readme_links_every_notebook():
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         assert f"(notebooks/{path.name})" in README
+
+
+def _learner_paths() -> list[tuple[list[str], int]]:
+    """(the notebooks a row of the learner's paths reads in order, the minutes it states)."""
+    rows = []
+    for line in README.split("## A learner's path")[1].split("\n## ")[0].splitlines():
+        cells = line.split(" | ")
+        stated = re.search(r"about (\d+) min", line)
+        if len(cells) >= 3 and stated:
+            rows.append((re.findall(r"\(notebooks/(\d\d_[^)]+\.ipynb)\)", cells[1]), int(stated.group(1))))
+    return rows
+
+
+def test_every_learners_path_states_its_reading_time_as_computed():
+    """The minutes a path states are lib.workbook.reading_time's estimate, to the nearest 5."""
+    from lib.workbook.reading_time import path_minutes
+
+    rows = _learner_paths()
+    assert len(rows) >= 4, "every learner's path row states 'about N min'"
+    for notebooks, stated in rows:
+        computed = path_minutes([ROOT / "notebooks" / name for name in notebooks])
+        assert stated == 5 * round(computed / 5), f"{notebooks}: README says {stated} min, computed {computed:.0f}"
