@@ -114,6 +114,8 @@ def test_a_function_is_checked_input_by_input():
     with pytest.raises(WrongAnswer, match="on test input 1 of 2"):
         check_function("E", np.tanh, lambda x: 1 / np.cosh(x) ** 2, inputs)
     assert check_function("E", None, np.tanh, inputs) is None
+    with pytest.raises(WrongAnswer, match="on test input 1 of 2, your function raised KeyError: 'x'"):
+        check_function("E", lambda x: {}["x"], np.tanh, inputs)
 
 
 def test_the_audit_catches_a_lenient_count_and_a_lenient_function_check():

@@ -138,7 +138,12 @@ def check_function(name: str, function: Callable | None, reference: Callable, in
     if function is None or function is Ellipsis:
         return _not_yet(name)
     for number, args in enumerate(inputs, start=1):
-        problem = what_is_wrong(function(*args), reference(*args), rtol, atol)
+        try:
+            given = function(*args)
+        except Exception as error:  # the learner's code failed: say so in one paragraph
+            _wrong(name, f"on test input {number} of {len(inputs)}, your function raised "
+                         f"{type(error).__name__}: {error}")
+        problem = what_is_wrong(given, reference(*args), rtol, atol)
         if problem:
             _wrong(name, f"on test input {number} of {len(inputs)}, {problem}")
     if os.environ.get(AUDIT_VARIABLE) == "1":
