@@ -53,11 +53,17 @@ def audit_answer_check(name: str, expected, *, rtol: float, atol: float, unorder
 
 def audit_function_check(name: str, reference: Callable, inputs, *, rtol: float,
                          atol: float) -> None:
-    """Raise AssertionError when the check of `name` accepts a function that is 10 % off."""
+    """Raise AssertionError when the check of `name` accepts a function that is 10 % off.
+
+    The change must be caught wherever it is larger than the check's absolute tolerance atol
+    (an rtol of 10 % or more would be too lenient); outputs all within atol of their 10 % copy
+    cannot be told apart, fairly.
+    """
+    outputs = [np.asarray(reference(*args), dtype=np.float64) for args in inputs]
     for label, factor in (("10 % too large", 1.1), ("of the wrong sign", -1.0)):
-        outputs = [np.asarray(reference(*args)) for args in inputs]
-        changed = [what_is_wrong(out * factor, out, rtol, atol) for out in outputs]
-        if any(np.any(np.abs(out) > atol / 0.05) for out in outputs):
+        visible = any(np.any(np.abs(out * factor - out) > atol) for out in outputs)
+        if visible:
+            changed = [what_is_wrong(out * factor, out, rtol, atol) for out in outputs]
             _require(any(changed), name, f"accepts a function whose outputs are {label}")
 
 
